@@ -1,0 +1,241 @@
+//! Criterion benches of the pieces on levee's per-request and per-handshake path, measured
+//! through the public API: header rewriting, SNI certificate lookup, stats recording and
+//! picking a backend.
+//!
+//! Run: `cargo bench --bench hot_path` (or `-- rewrite` for one group). `cargo test
+//! --all-targets` runs every bench once as a smoke test.
+#![allow(
+    clippy::expect_used,
+    reason = "bench set-up: a failure to build fixtures should stop the run loudly"
+)]
+
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use http::{HeaderMap, HeaderValue, Request, Version};
+use levee::lb::{Backend, Balancer, PickContext, RoundRobin};
+use levee::proxy::headers::{ClientSide, rewrite_request, strip_hop_by_hop};
+use levee::stats::{HandshakeKind, Shard, UNKNOWN_COUNTRY};
+use levee::tls::{SniResolver, generate_self_signed, provider};
+use rustls::sign::CertifiedKey;
+
+/// A browser-like HTTP/1.1 request head, as levee sees it from a client.
+fn h1_request() -> http::request::Builder {
+    Request::get("/static/app.js?v=42")
+        .version(Version::HTTP_11)
+        .header("host", "www.example.com")
+        .header(
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101",
+        )
+        .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+        .header("accept-language", "en-GB,en;q=0.5")
+        .header("accept-encoding", "gzip, deflate, br, zstd")
+        .header("cookie", "session=0123456789abcdef; theme=dark")
+        .header("connection", "keep-alive")
+}
+
+/// The request variants benched, by name.
+const REQUEST_CASES: [&str; 4] = [
+    "h1_typical",
+    "h1_existing_xff",
+    "h1_connection_names_headers",
+    "h2_authority_no_host",
+];
+
+/// Builds the request head of one variant of `REQUEST_CASES`.
+fn request_case(name: &str) -> http::request::Builder {
+    match name {
+        "h1_existing_xff" => h1_request()
+            .header("x-forwarded-for", "198.51.100.7")
+            .header("x-forwarded-for", "203.0.113.9"),
+        "h1_connection_names_headers" => h1_request()
+            .header("connection", "x-trace, x-debug")
+            .header("x-trace", "1")
+            .header("x-debug", "1")
+            .header("keep-alive", "timeout=5")
+            .header("te", "trailers"),
+        // h2 carries the authority in the URI (`:authority`), not in a Host header.
+        "h2_authority_no_host" => Request::get("https://www.example.com/api/v1/items?page=2")
+            .version(Version::HTTP_2)
+            .header("user-agent", "curl/8.5.0")
+            .header("accept", "*/*"),
+        _ => h1_request(),
+    }
+}
+
+fn parts(builder: http::request::Builder) -> http::request::Parts {
+    builder
+        .body(())
+        .expect("valid bench request")
+        .into_parts()
+        .0
+}
+
+fn bench_rewrite_request(c: &mut Criterion) {
+    let client = ClientSide {
+        ip: HeaderValue::from_static("192.0.2.33"),
+        tls: true,
+    };
+    let fallback = HeaderValue::from_static("127.0.0.1:8080");
+    let mut group = c.benchmark_group("rewrite_request");
+    group.throughput(Throughput::Elements(1));
+    for name in REQUEST_CASES {
+        group.bench_function(name, |b| {
+            // The request head is rebuilt outside the timed part for every iteration.
+            b.iter_batched(
+                || parts(request_case(name)),
+                |mut p| {
+                    rewrite_request(&mut p, black_box(&client), black_box(&fallback));
+                    p
+                },
+                BatchSize::SmallInput,
+            );
+        });
+    }
+    group.finish();
+}
+
+fn bench_strip_hop_by_hop(c: &mut Criterion) {
+    let mut group = c.benchmark_group("strip_hop_by_hop");
+    group.throughput(Throughput::Elements(1));
+    let cases = [
+        ("no_connection_header", {
+            let mut p = parts(h1_request());
+            p.headers.remove("connection");
+            p.headers
+        }),
+        ("connection_keep_alive", parts(h1_request()).headers),
+        (
+            "connection_names_two",
+            parts(
+                h1_request()
+                    .header("connection", "x-trace, x-debug")
+                    .header("x-trace", "1")
+                    .header("x-debug", "1"),
+            )
+            .headers,
+        ),
+    ];
+    for (name, headers) in cases {
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || headers.clone(),
+                |mut h: HeaderMap| {
+                    strip_hop_by_hop(&mut h);
+                    h
+                },
+                BatchSize::SmallInput,
+            );
+        });
+    }
+    group.finish();
+}
+
+fn bench_sni_lookup(c: &mut Criterion) {
+    let (key, _) = generate_self_signed(&provider()).expect("generated certificate");
+    // The resolver only looks at the names it is given, so one key can stand for many
+    // certificates: 50 exact names and 50 wildcards behind a default.
+    let named = |names: Vec<String>| (Arc::clone(&key), names);
+    let mut certs: Vec<(Arc<CertifiedKey>, Vec<String>)> =
+        vec![named(vec!["default.example".into()])];
+    for i in 0..50 {
+        certs.push(named(vec![format!("host{i}.example.com")]));
+        certs.push(named(vec![format!("*.tenant{i}.example.net")]));
+    }
+    let one = SniResolver::new(vec![named(vec!["localhost".into()])]).expect("resolver");
+    let many = SniResolver::new(certs).expect("resolver");
+
+    let mut group = c.benchmark_group("sni_lookup");
+    group.throughput(Throughput::Elements(1));
+    let cases: [(&str, &SniResolver, Option<&str>); 5] = [
+        ("1cert_exact", &one, Some("localhost")),
+        ("101certs_exact", &many, Some("host37.example.com")),
+        ("101certs_wildcard", &many, Some("api.tenant42.example.net")),
+        (
+            "101certs_unknown_default",
+            &many,
+            Some("nothing.example.org"),
+        ),
+        ("101certs_no_sni", &many, None),
+    ];
+    for (name, resolver, sni) in cases {
+        group.bench_function(name, |b| {
+            b.iter(|| resolver.lookup(black_box(sni)));
+        });
+    }
+    group.finish();
+}
+
+fn bench_stats(c: &mut Criterion) {
+    let shard = Shard::new(0, 1);
+    let mut group = c.benchmark_group("stats_shard");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("request", |b| {
+        b.iter(|| {
+            shard.request(
+                UNKNOWN_COUNTRY,
+                black_box(200),
+                black_box(10),
+                black_box(10),
+            )
+        });
+    });
+    group.bench_function("handshake", |b| {
+        b.iter(|| {
+            shard.handshake(
+                UNKNOWN_COUNTRY,
+                black_box(HandshakeKind::Full),
+                black_box(Duration::from_micros(75)),
+            );
+        });
+    });
+    group.finish();
+}
+
+fn backends(n: usize) -> Vec<Backend> {
+    (0..n)
+        .map(|i| {
+            let port = 10_000 + u16::try_from(i).unwrap_or(u16::MAX - 10_000);
+            Backend::new(SocketAddr::from(([127, 0, 0, 1], port)), 1)
+        })
+        .collect()
+}
+
+fn bench_round_robin(c: &mut Criterion) {
+    let ctx = PickContext::default();
+    let mut group = c.benchmark_group("round_robin_pick");
+    group.throughput(Throughput::Elements(1));
+    for n in [3usize, 30, 300] {
+        let list = backends(n);
+        let rr = RoundRobin::new();
+        group.bench_with_input(BenchmarkId::new("all_up", n), &list, |b, list| {
+            b.iter(|| rr.pick(black_box(list), &ctx));
+        });
+    }
+    // Worst case for the skip loop: every other backend is down.
+    let list = backends(300);
+    for b in list.iter().step_by(2) {
+        b.state.set_up(false);
+    }
+    let rr = RoundRobin::new();
+    group.bench_with_input(BenchmarkId::new("half_down", 300), &list, |b, list| {
+        b.iter(|| rr.pick(black_box(list), &ctx));
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = hot_path;
+    // Short runs by default: these are nanosecond-scale functions. Override on the command
+    // line (`-- --measurement-time 10`) for publication-quality numbers.
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2));
+    targets = bench_rewrite_request, bench_strip_hop_by_hop, bench_sni_lookup, bench_stats,
+        bench_round_robin
+}
+criterion_main!(hot_path);

@@ -1,0 +1,142 @@
+//! Fuzz target `headers`: arbitrary request heads through `rewrite_request`, the rewrite every
+//! proxied request goes through, with its invariants checked on the result.
+//!
+//! Input: byte 0 picks TLS (bit 0) and the HTTP version (bits 1-2); the rest is split on `\n`:
+//! the first line is the request target, every other line a `name: value` header (lines that
+//! are not a valid header are skipped).
+//!
+//! Defends: no panic on any header bytes; no hop-by-hop header and no header named in
+//! `Connection` reaches a backend; exactly one `Host`, `X-Forwarded-For` (ending with the
+//! client address) and `X-Forwarded-Proto`; an origin-form HTTP/1.1 target; every other
+//! client header passes through unchanged and in order.
+#![no_main]
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Uri, Version};
+use levee::proxy::headers::{ClientSide, rewrite_request};
+use libfuzzer_sys::fuzz_target;
+
+const CLIENT_IP: &str = "192.0.2.1";
+const FALLBACK_HOST: &str = "127.0.0.1:8080";
+
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+];
+
+/// Headers levee sets itself: their values legitimately change.
+const SET_BY_PROXY: [&str; 5] = [
+    "host",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "via",
+];
+
+fn parse(data: &[u8]) -> Option<(http::request::Parts, bool)> {
+    let (&flags, rest) = data.split_first()?;
+    let tls = flags & 1 == 1;
+    let version = match (flags >> 1) & 3 {
+        0 => Version::HTTP_10,
+        1 => Version::HTTP_11,
+        2 => Version::HTTP_2,
+        _ => Version::HTTP_09,
+    };
+    let mut lines = rest.split(|&b| b == b'\n');
+    let target = lines.next().unwrap_or_default();
+    let uri = Uri::try_from(target).unwrap_or_else(|_| Uri::from_static("/"));
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    parts.uri = uri;
+    parts.version = version;
+    for line in lines {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii_start());
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
+            parts.headers.append(n, v);
+        }
+    }
+    Some((parts, tls))
+}
+
+/// Every header the client named in `Connection`, read byte-wise as a proxy must.
+fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim_ascii()).ok())
+        .collect()
+}
+
+fn exactly_one<'a>(headers: &'a HeaderMap, name: &str) -> &'a HeaderValue {
+    let values: Vec<&HeaderValue> = headers.get_all(name).iter().collect();
+    assert_eq!(
+        values.len(),
+        1,
+        "{name}: want exactly one value, got {values:?}"
+    );
+    values[0]
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((mut parts, tls)) = parse(data) else {
+        return;
+    };
+    let before = parts.headers.clone();
+    let named = connection_named(&before);
+    let client = ClientSide {
+        ip: HeaderValue::from_static(CLIENT_IP),
+        tls,
+    };
+    rewrite_request(
+        &mut parts,
+        &client,
+        &HeaderValue::from_static(FALLBACK_HOST),
+    );
+    let after = &parts.headers;
+
+    for h in HOP_BY_HOP {
+        assert!(!after.contains_key(h), "hop-by-hop header {h} forwarded");
+    }
+    for n in &named {
+        if !SET_BY_PROXY.contains(&n.as_str()) {
+            assert!(
+                !after.contains_key(n),
+                "{n} was named in Connection but forwarded"
+            );
+        }
+    }
+    exactly_one(after, "host");
+    let xff = exactly_one(after, "x-forwarded-for");
+    assert!(
+        xff.as_bytes().ends_with(CLIENT_IP.as_bytes()),
+        "x-forwarded-for {xff:?}"
+    );
+    let proto = exactly_one(after, "x-forwarded-proto");
+    assert_eq!(proto, if tls { "https" } else { "http" });
+    assert!(after.get_all(header::VIA).iter().last().is_some(), "no Via");
+    assert!(
+        parts.uri.scheme().is_none() && parts.uri.authority().is_none(),
+        "{}",
+        parts.uri
+    );
+    assert_eq!(parts.version, Version::HTTP_11);
+
+    for name in before.keys() {
+        let removed = HOP_BY_HOP.contains(&name.as_str()) || named.contains(name);
+        if removed || SET_BY_PROXY.contains(&name.as_str()) {
+            continue;
+        }
+        let want: Vec<_> = before.get_all(name).iter().collect();
+        let got: Vec<_> = after.get_all(name).iter().collect();
+        assert_eq!(want, got, "end-to-end header {name} changed");
+    }
+});

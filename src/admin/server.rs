@@ -1,0 +1,108 @@
+//! Admin HTTP endpoints: `GET /healthz` and `GET /stats` (totals so far; later issues add more).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use crate::config::Snapshot;
+use crate::stats::{HandshakeKind, Shard, totals};
+
+/// What the admin endpoints read.
+#[derive(Debug, Clone)]
+pub struct AdminState {
+    /// Every worker's stats shard.
+    pub shards: Arc<Vec<Arc<Shard>>>,
+    /// The live config.
+    pub config: Arc<ArcSwap<Snapshot>>,
+}
+
+/// Serves the admin API on `listener` until `shutdown` is cancelled.
+pub async fn serve_admin(listener: TcpListener, state: AdminState, shutdown: CancellationToken) {
+    loop {
+        let (tcp, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(a) => a,
+                Err(e) => {
+                    debug!(error = %e, "admin accept failed");
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(respond(&req, &state)) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), svc);
+            if let Err(e) = conn.await {
+                debug!(error = %e, "admin connection error");
+            }
+        });
+    }
+}
+
+fn respond(req: &Request<Incoming>, state: &AdminState) -> Response<Full<Bytes>> {
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::GET, "/stats") => json(stats_json(state)),
+        (_, "/healthz" | "/stats") => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+fn stats_json(state: &AdminState) -> serde_json::Value {
+    let t = totals(state.shards.iter().map(|s| s.as_ref()));
+    let snapshot = state.config.load();
+    serde_json::json!({
+        "config": {
+            "generation": snapshot.generation,
+            "source_hash": format!("{:016x}", snapshot.source_hash),
+        },
+        "workers": state.shards.len(),
+        "totals": {
+            "connections": t.connections,
+            "connections_active": t.connections_active,
+            "tls_handshakes": {
+                "full": t.handshakes_of(HandshakeKind::Full),
+                "resumed": t.handshakes_of(HandshakeKind::Resumed),
+                "failed": t.handshakes_of(HandshakeKind::Failed),
+            },
+            "requests": {
+                "1xx": t.requests[0], "2xx": t.requests[1], "3xx": t.requests[2],
+                "4xx": t.requests[3], "5xx": t.requests[4],
+            },
+            "bytes_in": t.bytes_in,
+            "bytes_out": t.bytes_out,
+        },
+    })
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+fn json(value: serde_json::Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(value.to_string())));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    r
+}

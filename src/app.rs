@@ -1,0 +1,230 @@
+//! Wiring: bind sockets, start the workers and the control thread, shut down gracefully.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use anyhow::{Context, anyhow};
+use arc_swap::ArcSwap;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::admin::{AdminState, serve_admin};
+use crate::config::{self, BuildContext, Snapshot};
+use crate::runtime::{WorkerHandle, WorkerSpec, bind_reuseport_group, spawn_worker};
+use crate::stats::{CountersSnapshot, Shard, totals};
+use crate::tls::Resumption;
+
+/// TLS 1.2 session-ID cache size (entries, across all shards).
+const SESSION_CACHE_ENTRIES: usize = 20_480;
+/// Country slots per stats shard (only the unknown slot is used until GeoIP lands).
+const COUNTRY_SLOTS: usize = 1;
+
+/// A running levee: its bound addresses and the handle to stop it.
+#[derive(Debug)]
+pub struct Running {
+    listeners: Vec<(String, SocketAddr)>,
+    admin: Option<SocketAddr>,
+    shutdown: CancellationToken,
+    workers: Vec<WorkerHandle>,
+    control: Option<JoinHandle<()>>,
+    shards: Arc<Vec<Arc<Shard>>>,
+    config: Arc<ArcSwap<Snapshot>>,
+}
+
+impl Running {
+    /// The bound address of the listener called `name` (real port when configured with 0).
+    pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| *a)
+    }
+
+    /// The bound admin API address, if enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+    }
+
+    /// Stats summed over every worker.
+    pub fn totals(&self) -> CountersSnapshot {
+        totals(self.shards.iter().map(|s| s.as_ref()))
+    }
+
+    /// The current config snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.config.load_full()
+    }
+
+    /// A token that starts the graceful shutdown when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Starts the graceful shutdown (returns at once).
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Waits until every worker has drained and stopped.
+    pub fn wait(mut self) {
+        for w in self.workers.drain(..) {
+            if w.thread.join().is_err() {
+                warn!("a worker thread panicked");
+            }
+        }
+        self.shutdown.cancel();
+        if let Some(c) = self.control.take() {
+            let _ = c.join();
+        }
+    }
+
+    /// Shuts down and waits.
+    pub fn stop(self) {
+        self.shutdown();
+        self.wait();
+    }
+}
+
+/// A fresh build context for the first snapshot of a process.
+pub fn initial_context(base_dir: &Path) -> anyhow::Result<BuildContext> {
+    Ok(BuildContext {
+        resumption: Resumption::new(SESSION_CACHE_ENTRIES).context("TLS ticketer")?,
+        base_dir: base_dir.to_path_buf(),
+        generation: 1,
+    })
+}
+
+/// Binds every socket and starts the workers and the control thread.
+pub fn start(snapshot: Snapshot) -> anyhow::Result<Running> {
+    let workers = snapshot.server.workers.get();
+    let backlog = snapshot.server.backlog;
+    let mut per_worker: Vec<Vec<(String, std::net::TcpListener)>> =
+        (0..workers).map(|_| Vec::new()).collect();
+    let mut listeners = Vec::new();
+    for l in &snapshot.listeners {
+        let (sockets, addr) = bind_reuseport_group(l.listen, workers, backlog)
+            .with_context(|| format!("listeners.{}: cannot listen on {}", l.name, l.listen))?;
+        for (slot, socket) in per_worker.iter_mut().zip(sockets) {
+            slot.push((l.name.clone(), socket));
+        }
+        if l.tls.as_ref().is_some_and(|t| t.generated_certificate) {
+            warn!(listener = %l.name, "no certificate configured: serving a generated self-signed certificate");
+        }
+        info!(listener = %l.name, %addr, tls = l.tls.is_some(), "listening");
+        listeners.push((l.name.clone(), addr));
+    }
+    let admin_socket = match snapshot.admin.listen {
+        Some(addr) => {
+            let s = std::net::TcpListener::bind(addr)
+                .with_context(|| format!("admin.listen: cannot listen on {addr}"))?;
+            s.set_nonblocking(true)?;
+            Some(s)
+        }
+        None => None,
+    };
+    let admin = admin_socket.as_ref().map(|s| s.local_addr()).transpose()?;
+    let shutdown = CancellationToken::new();
+    let shards: Arc<Vec<Arc<Shard>>> = Arc::new(
+        (0..workers)
+            .map(|i| Arc::new(Shard::new(i, COUNTRY_SLOTS)))
+            .collect(),
+    );
+    let config = Arc::new(ArcSwap::from_pointee(snapshot));
+    let mut handles = Vec::with_capacity(workers);
+    for (id, sockets) in per_worker.into_iter().enumerate() {
+        handles.push(spawn_worker(WorkerSpec {
+            id,
+            sockets,
+            config: Arc::clone(&config),
+            shard: Arc::clone(&shards[id]),
+            shutdown: shutdown.clone(),
+        })?);
+    }
+    let state = AdminState {
+        shards: Arc::clone(&shards),
+        config: Arc::clone(&config),
+    };
+    let control = spawn_control(admin_socket, state, shutdown.clone())?;
+    if let Some(a) = admin {
+        info!(admin = %a, "admin API listening");
+    }
+    Ok(Running {
+        listeners,
+        admin,
+        shutdown,
+        workers: handles,
+        control: Some(control),
+        shards,
+        config,
+    })
+}
+
+/// The control thread: admin API now; reloads, health checks and stats windows later.
+fn spawn_control(
+    admin: Option<std::net::TcpListener>,
+    state: AdminState,
+    shutdown: CancellationToken,
+) -> anyhow::Result<JoinHandle<()>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let handle = std::thread::Builder::new()
+        .name("levee-control".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                let Some(socket) = admin else {
+                    shutdown.cancelled().await;
+                    return;
+                };
+                match tokio::net::TcpListener::from_std(socket) {
+                    Ok(l) => serve_admin(l, state, shutdown).await,
+                    Err(e) => warn!(error = %e, "admin API unavailable"),
+                }
+            });
+        })?;
+    Ok(handle)
+}
+
+/// Starts levee on `snapshot` and serves until SIGTERM or SIGINT, then drains and returns.
+pub fn run_config(snapshot: Snapshot) -> anyhow::Result<()> {
+    let running = start(snapshot)?;
+    let token = running.shutdown_token();
+    wait_then_stop(running, token)
+}
+
+/// Serves until SIGTERM/SIGINT (or `token` is cancelled), then drains and stops `running`.
+pub fn wait_then_stop(running: Running, token: CancellationToken) -> anyhow::Result<()> {
+    wait_for_signal(token)?;
+    info!("shutting down: no new connections, draining in-flight requests");
+    running.stop();
+    info!("stopped");
+    Ok(())
+}
+
+/// Loads and validates a config file for a new process.
+pub fn load(path: &Path) -> anyhow::Result<Snapshot> {
+    let ctx = initial_context(Path::new("."))?;
+    config::load_file(path, &ctx).map_err(|e| anyhow!("invalid config {}:\n{e}", path.display()))
+}
+
+/// Blocks until SIGTERM/SIGINT, or until `token` is cancelled elsewhere; then cancels it.
+fn wait_for_signal(token: CancellationToken) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::select! {
+            _ = term.recv() => info!(signal = "SIGTERM", "signal received"),
+            _ = int.recv() => info!(signal = "SIGINT", "signal received"),
+            _ = token.cancelled() => {}
+        }
+        token.cancel();
+        Ok::<_, std::io::Error>(())
+    })?;
+    Ok(())
+}

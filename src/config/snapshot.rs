@@ -1,0 +1,131 @@
+//! The typed, validated, immutable form of the whole running configuration.
+//!
+//! A `Snapshot` only exists once every file it names has been read and every reference checked
+//! (see `validate`). It holds typed values, never strings that need parsing again.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::lb::Pool;
+
+/// The complete running configuration. Immutable; replaced whole on reload.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Monotonic generation number (1 for the first config loaded).
+    pub generation: u64,
+    /// Hash of the TOML source this snapshot was built from.
+    pub source_hash: u64,
+    /// Process-wide settings.
+    pub server: ServerSettings,
+    /// Admin API settings.
+    pub admin: AdminSettings,
+    /// Listeners in file order; names are unique.
+    pub listeners: Vec<Arc<Listener>>,
+    /// Backend pools, indexed by `PoolId`.
+    pub pools: Vec<Arc<Pool>>,
+    /// Pool name -> index into `pools`.
+    pub pool_index: HashMap<String, PoolId>,
+}
+
+impl Snapshot {
+    /// The pool with this id.
+    pub fn pool(&self, id: PoolId) -> &Arc<Pool> {
+        &self.pools[id.0]
+    }
+
+    /// Looks up a listener by name.
+    pub fn listener(&self, name: &str) -> Option<&Arc<Listener>> {
+        self.listeners.iter().find(|l| l.name == name)
+    }
+}
+
+/// Index of a pool inside `Snapshot::pools`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PoolId(pub usize);
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable text lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[server]`: process-wide settings.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Number of worker threads (each with its own runtime and listening sockets).
+    pub workers: NonZeroUsize,
+    /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
+    pub shutdown_timeout: Duration,
+    /// Listen backlog for every listening socket.
+    pub backlog: u32,
+    /// Log output format.
+    pub log_format: LogFormat,
+    /// Whether the per-request access log is written.
+    pub access_log: bool,
+}
+
+/// `[admin]`: the admin API listener.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    /// Address of the admin API; `None` disables it.
+    pub listen: Option<SocketAddr>,
+}
+
+/// `[[listeners]]`: one listening address with its TLS and routes.
+#[derive(Debug)]
+pub struct Listener {
+    /// Unique name.
+    pub name: String,
+    /// Address to bind (port 0 picks an ephemeral port).
+    pub listen: SocketAddr,
+    /// TLS termination; `None` means plain HTTP.
+    pub tls: Option<ListenerTls>,
+    /// Routes, first match wins.
+    pub routes: Vec<Route>,
+    /// Pool used when no route matches.
+    pub default_pool: PoolId,
+    /// Request limits and downstream timeouts.
+    pub http: HttpLimits,
+}
+
+/// `[listeners.tls]`: TLS settings of a listener, with the built rustls config.
+#[derive(Debug)]
+pub struct ListenerTls {
+    /// The rustls server config (certificates, SNI resolver, ALPN, shared resumption state).
+    pub server_config: Arc<rustls::ServerConfig>,
+    /// Deadline for the whole TLS handshake.
+    pub handshake_timeout: Duration,
+    /// True when the certificate was generated at load time (no certificate configured).
+    pub generated_certificate: bool,
+}
+
+/// `[listeners.http]`: request limits and downstream timeouts.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Largest request head (request line + headers) accepted, in bytes; beyond it: 431.
+    pub max_header_bytes: usize,
+    /// Largest request body accepted, in bytes; beyond it: 413.
+    pub max_body_bytes: u64,
+    /// Time allowed to receive a complete request head on HTTP/1.
+    pub header_timeout: Duration,
+    /// Idle keep-alive time between requests on a downstream connection.
+    pub idle_timeout: Duration,
+}
+
+/// `[[listeners.routes]]`: match on host and path prefix, send to a pool.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Lower-case host to match exactly (port stripped); `None` matches any host.
+    pub host: Option<String>,
+    /// Path prefix to match; `None` matches any path.
+    pub path_prefix: Option<String>,
+    /// Destination pool.
+    pub pool: PoolId,
+}

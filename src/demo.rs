@@ -1,0 +1,96 @@
+//! `levee demo`: three built-in backends on ephemeral loopback ports behind a TLS listener
+//! with a generated certificate, so levee can be tried with nothing else installed.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tracing::debug;
+
+/// Starts `count` demo backends on 127.0.0.1 (ephemeral ports) on a thread of their own.
+/// Each answers `hello from demo backend N` with the request line and forwarding headers.
+pub fn spawn_backends(count: usize) -> anyhow::Result<Vec<SocketAddr>> {
+    let mut sockets = Vec::with_capacity(count);
+    for _ in 0..count {
+        let s = std::net::TcpListener::bind("127.0.0.1:0").context("demo backend bind")?;
+        s.set_nonblocking(true)?;
+        sockets.push(s);
+    }
+    let addrs = sockets
+        .iter()
+        .map(|s| s.local_addr())
+        .collect::<Result<Vec<_>, _>>()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("levee-demo-backends".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                let mut tasks = Vec::new();
+                for (i, s) in sockets.into_iter().enumerate() {
+                    if let Ok(l) = tokio::net::TcpListener::from_std(s) {
+                        tasks.push(tokio::spawn(serve_backend(i + 1, l)));
+                    }
+                }
+                for t in tasks {
+                    let _ = t.await;
+                }
+            });
+        })?;
+    Ok(addrs)
+}
+
+async fn serve_backend(n: usize, listener: tokio::net::TcpListener) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| async move { Ok::<_, Infallible>(answer(n, &req)) });
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), svc)
+                .await
+            {
+                debug!(error = %e, "demo backend connection error");
+            }
+        });
+    }
+}
+
+fn answer(n: usize, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let h = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_string()
+    };
+    let body = format!(
+        "hello from demo backend {n}\n{} {}\nx-forwarded-for: {}\nx-forwarded-proto: {}\n",
+        req.method(),
+        req.uri(),
+        h("x-forwarded-for"),
+        h("x-forwarded-proto"),
+    );
+    Response::new(Full::new(Bytes::from(body)))
+}
+
+/// The demo config: one TLS listener with a generated certificate, round robin over `backends`.
+pub fn config_toml(listen: SocketAddr, admin: SocketAddr, backends: &[SocketAddr]) -> String {
+    let mut toml = format!(
+        "[admin]\nlisten = \"{admin}\"\n\n\
+         [[listeners]]\nname = \"demo\"\nlisten = \"{listen}\"\ndefault_pool = \"demo\"\n\
+         [listeners.tls]\n\n[pools.demo]\nalgorithm = \"round_robin\"\n"
+    );
+    for b in backends {
+        toml.push_str(&format!("\n[[pools.demo.backends]]\naddress = \"{b}\"\n"));
+    }
+    toml
+}

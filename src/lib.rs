@@ -1,0 +1,24 @@
+//! levee: a thread-per-core, TLS-terminating, load-balancing HTTP reverse proxy.
+//!
+//! Map of the house (see docs/DESIGN.md for the flow of a connection):
+//! - [`cli`]: the command line (`run`, `check`, `demo`).
+//! - [`app`]: wiring; `app::start(snapshot) -> Running` is what tests and `main` call.
+//! - [`config`]: TOML -> validated immutable [`config::Snapshot`].
+//! - [`runtime`]: worker threads (current-thread tokio each) and SO_REUSEPORT sockets.
+//! - [`tls`]: certificates and SNI, shared resumption state, the timed handshake.
+//! - [`proxy`]: per-connection HTTP serving, routing, header rewriting, upstream pool.
+//! - [`lb`]: pools, backends and balancing algorithms.
+//! - [`stats`]: per-worker stats shards.
+//! - [`admin`]: the admin API on the control thread.
+//! - [`demo`]: built-in demo backends for `levee demo`.
+
+pub mod admin;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod lb;
+pub mod proxy;
+pub mod runtime;
+pub mod stats;
+pub mod tls;

@@ -1,0 +1,198 @@
+//! One downstream connection: TLS (if the listener has it), then HTTP/1.1 or h2 by ALPN.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, field};
+
+use super::headers::ClientSide;
+use super::service;
+use super::upstream::UpstreamPool;
+use crate::config::{HttpLimits, Listener, Snapshot};
+use crate::stats::{CountryIdx, HandshakeKind, Shard, UNKNOWN_COUNTRY};
+use crate::tls;
+
+/// Smallest read buffer hyper accepts for HTTP/1 heads.
+const MIN_HEADER_BUF: usize = 8192;
+
+/// State owned by one worker thread and shared by its connections.
+#[derive(Debug)]
+pub struct WorkerCtx {
+    /// Worker index.
+    pub id: usize,
+    /// This worker's stats shard.
+    pub shard: Arc<Shard>,
+    /// This worker's upstream connection pool.
+    pub upstream: Rc<UpstreamPool>,
+    /// Cancelled when the worker starts its graceful shutdown.
+    pub shutdown: CancellationToken,
+}
+
+/// What every request on one connection shares.
+#[derive(Debug)]
+pub struct ConnCtx {
+    /// The worker serving it.
+    pub worker: Rc<WorkerCtx>,
+    /// The config snapshot taken when the connection was accepted.
+    pub snapshot: Arc<Snapshot>,
+    /// The listener (from that snapshot) that accepted it.
+    pub listener: Arc<Listener>,
+    /// Client address.
+    pub peer: SocketAddr,
+    /// Client facts used for forwarding headers.
+    pub client: ClientSide,
+    /// Country slot of the client (GeoIP fills this in later).
+    pub country: CountryIdx,
+}
+
+/// Spawns hyper's per-stream h2 tasks on this worker's `LocalSet`.
+#[derive(Debug, Clone, Copy)]
+struct LocalExec;
+
+impl<F> hyper::rt::Executor<F> for LocalExec
+where
+    F: Future + 'static,
+{
+    fn execute(&self, fut: F) {
+        tokio::task::spawn_local(fut);
+    }
+}
+
+/// Counts a connection closed when dropped, however the connection ends.
+struct OpenConnection {
+    shard: Arc<Shard>,
+    country: CountryIdx,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.shard.connection_closed(self.country);
+    }
+}
+
+/// Serves one accepted TCP connection to the end.
+pub async fn serve_connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    snapshot: Arc<Snapshot>,
+    listener: Arc<Listener>,
+    worker: Rc<WorkerCtx>,
+) {
+    let span = tracing::info_span!(
+        "conn",
+        worker = worker.id,
+        peer = %peer,
+        listener = %listener.name,
+        sni = field::Empty,
+        alpn = field::Empty,
+    );
+    serve(tcp, peer, snapshot, listener, worker)
+        .instrument(span)
+        .await;
+}
+
+async fn serve(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    snapshot: Arc<Snapshot>,
+    listener: Arc<Listener>,
+    worker: Rc<WorkerCtx>,
+) {
+    let country = UNKNOWN_COUNTRY;
+    worker.shard.connection_opened(country);
+    let _open = OpenConnection {
+        shard: Arc::clone(&worker.shard),
+        country,
+    };
+    let client = ClientSide {
+        ip: http::HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or_else(|_| http::HeaderValue::from_static("unknown")),
+        tls: listener.tls.is_some(),
+    };
+    let ctx = Rc::new(ConnCtx {
+        worker: Rc::clone(&worker),
+        snapshot,
+        listener: Arc::clone(&listener),
+        peer,
+        client,
+        country,
+    });
+    let Some(tls_settings) = &listener.tls else {
+        let builder = http_builder(&listener.http);
+        return serve_http(tcp, builder, ctx).await;
+    };
+    let accepted = tokio::select! {
+        r = tls::accept_tls(tcp, Arc::clone(&tls_settings.server_config), tls_settings.handshake_timeout) => r,
+        _ = worker.shutdown.cancelled() => return,
+    };
+    let outcome = match accepted {
+        Ok(o) => o,
+        Err(e) => {
+            worker
+                .shard
+                .handshake(country, HandshakeKind::Failed, e.duration());
+            debug!(error = %e, "TLS handshake failed");
+            return;
+        }
+    };
+    worker
+        .shard
+        .handshake(country, outcome.kind, outcome.duration);
+    let span = tracing::Span::current();
+    span.record("sni", outcome.sni().unwrap_or(""));
+    let h2 = outcome.is_h2();
+    span.record("alpn", if h2 { "h2" } else { "http/1.1" });
+    let builder = http_builder(&listener.http);
+    let builder = if h2 {
+        builder.http2_only()
+    } else {
+        builder.http1_only()
+    };
+    serve_http(outcome.stream, builder, ctx).await;
+}
+
+/// The hyper server settings for a listener's limits.
+fn http_builder(limits: &HttpLimits) -> auto::Builder<LocalExec> {
+    let mut builder = auto::Builder::new(LocalExec);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes.max(MIN_HEADER_BUF));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(Some(limits.idle_timeout))
+        .keep_alive_timeout(limits.header_timeout);
+    builder
+}
+
+/// Runs HTTP on an established stream until it closes or the worker shuts down.
+async fn serve_http<I>(io: I, builder: auto::Builder<LocalExec>, ctx: Rc<ConnCtx>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let shutdown = ctx.worker.shutdown.clone();
+    let svc = service_fn(move |req| service::handle(req, Rc::clone(&ctx)));
+    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        debug!(error = %e, "connection ended with an error");
+    }
+}

@@ -1,0 +1,68 @@
+//! Proxy errors, each tagged with the side that failed and mapped once to a status code.
+
+use http::StatusCode;
+
+/// Why a request could not be proxied.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The route's pool has no usable backend.
+    #[error("no backend available")]
+    NoBackend,
+    /// TCP connect to the backend was refused or failed.
+    #[error("upstream connect failed: {0}")]
+    Connect(std::io::Error),
+    /// TCP connect to the backend did not finish in time.
+    #[error("upstream connect timed out")]
+    ConnectTimeout,
+    /// The backend did not send a response head in time.
+    #[error("upstream response timed out")]
+    ResponseTimeout,
+    /// The backend connection failed (reset, closed, protocol error).
+    #[error("upstream failed: {0}")]
+    Upstream(hyper::Error),
+    /// The client's request body exceeded the configured limit.
+    #[error("request body too large")]
+    BodyTooLarge,
+    /// The client's request body failed (client went away or sent a malformed body).
+    #[error("client request body failed: {0}")]
+    ClientBody(hyper::Error),
+}
+
+impl ProxyError {
+    /// The status code answered to the client.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::NoBackend => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Connect(_) | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::ConnectTimeout | ProxyError::ResponseTimeout => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
+            ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// Whether the backend is to blame (counts as a backend failure).
+    pub fn is_upstream(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::Connect(_)
+                | ProxyError::ConnectTimeout
+                | ProxyError::ResponseTimeout
+                | ProxyError::Upstream(_)
+        )
+    }
+
+    /// The small text body answered to the client.
+    pub fn body_text(&self) -> &'static str {
+        match self {
+            ProxyError::NoBackend => "503 Service Unavailable: no backend available\n",
+            ProxyError::Connect(_) => "502 Bad Gateway: could not connect to the backend\n",
+            ProxyError::Upstream(_) => "502 Bad Gateway: the backend connection failed\n",
+            ProxyError::ConnectTimeout => "504 Gateway Timeout: backend connect timed out\n",
+            ProxyError::ResponseTimeout => "504 Gateway Timeout: the backend did not answer\n",
+            ProxyError::BodyTooLarge => "413 Content Too Large: request body over the limit\n",
+            ProxyError::ClientBody(_) => "400 Bad Request: request body failed\n",
+        }
+    }
+}

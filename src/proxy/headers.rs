@@ -1,0 +1,201 @@
+//! Header rewriting between client and backend: hop-by-hop removal and forwarding headers.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Uri, Version};
+
+/// Headers that describe one hop and never travel further (RFC 9110 §7.6.1, plus legacy ones).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+];
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Removes hop-by-hop headers, including every header named in `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// The `Via` value for a request received with `version`.
+pub fn via_for(version: Version) -> HeaderValue {
+    HeaderValue::from_static(match version {
+        Version::HTTP_09 => "0.9 levee",
+        Version::HTTP_10 => "1.0 levee",
+        Version::HTTP_2 => "2 levee",
+        Version::HTTP_3 => "3 levee",
+        _ => "1.1 levee",
+    })
+}
+
+/// What the proxy knows about the client side of a request.
+#[derive(Debug, Clone)]
+pub struct ClientSide {
+    /// The client IP, formatted once per connection.
+    pub ip: HeaderValue,
+    /// Whether the client connection is TLS.
+    pub tls: bool,
+}
+
+/// Rewrites a client request head into the head sent upstream (HTTP/1.1, origin-form).
+///
+/// `fallback_host` is used as `Host` when the client sent none (HTTP/1.0 without Host).
+pub fn rewrite_request(
+    parts: &mut http::request::Parts,
+    client: &ClientSide,
+    fallback_host: &HeaderValue,
+) {
+    let via = via_for(parts.version);
+    let headers = &mut parts.headers;
+    strip_hop_by_hop(headers);
+    let host = headers.get(header::HOST).cloned().or_else(|| {
+        let authority = parts.uri.authority()?;
+        HeaderValue::from_str(authority.as_str()).ok()
+    });
+    match host {
+        Some(host) => {
+            headers.insert(header::HOST, host.clone());
+            headers.insert(X_FORWARDED_HOST.clone(), host);
+        }
+        None => {
+            headers.insert(header::HOST, fallback_host.clone());
+        }
+    }
+    append_forwarded_for(headers, &client.ip);
+    headers.insert(
+        X_FORWARDED_PROTO.clone(),
+        HeaderValue::from_static(if client.tls { "https" } else { "http" }),
+    );
+    headers.append(header::VIA, via);
+    parts.uri = origin_form(&parts.uri);
+    parts.version = Version::HTTP_11;
+}
+
+/// Appends the client IP to `X-Forwarded-For`, merging any values the client sent.
+fn append_forwarded_for(headers: &mut HeaderMap, ip: &HeaderValue) {
+    let mut merged: Option<Vec<u8>> = None;
+    for v in headers.get_all(&X_FORWARDED_FOR) {
+        let buf = merged.get_or_insert_with(Vec::new);
+        if !buf.is_empty() {
+            buf.extend_from_slice(b", ");
+        }
+        buf.extend_from_slice(v.as_bytes());
+    }
+    let value = match merged {
+        None => ip.clone(),
+        Some(mut buf) => {
+            buf.extend_from_slice(b", ");
+            buf.extend_from_slice(ip.as_bytes());
+            HeaderValue::from_bytes(&buf).unwrap_or_else(|_| ip.clone())
+        }
+    };
+    headers.insert(X_FORWARDED_FOR.clone(), value);
+}
+
+/// The origin-form (`/path?query`) of a request target.
+fn origin_form(uri: &Uri) -> Uri {
+    match uri.path_and_query() {
+        Some(_) if uri.scheme().is_none() && uri.authority().is_none() => uri.clone(),
+        Some(pq) => Uri::from(pq.clone()),
+        None => Uri::from_static("/"),
+    }
+}
+
+/// Rewrites a backend response head before it goes to the client.
+pub fn rewrite_response(parts: &mut http::response::Parts) {
+    let via = via_for(parts.version);
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.append(header::VIA, via);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(raw: http::request::Builder) -> http::request::Parts {
+        raw.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn strips_hop_by_hop_and_connection_named_headers() {
+        let mut p = request(
+            http::Request::get("/a?b")
+                .header("host", "example.com")
+                .header("connection", "keep-alive, x-secret")
+                .header("x-secret", "1")
+                .header("keep-alive", "timeout=5")
+                .header("te", "trailers")
+                .header("upgrade", "websocket")
+                .header("x-keep", "yes"),
+        );
+        let client = ClientSide {
+            ip: HeaderValue::from_static("10.0.0.9"),
+            tls: true,
+        };
+        rewrite_request(&mut p, &client, &HeaderValue::from_static("b:1"));
+        for h in ["connection", "x-secret", "keep-alive", "te", "upgrade"] {
+            assert!(!p.headers.contains_key(h), "{h} kept");
+        }
+        assert_eq!(p.headers["x-keep"], "yes");
+        assert_eq!(p.headers["host"], "example.com");
+        assert_eq!(p.headers["x-forwarded-host"], "example.com");
+        assert_eq!(p.headers["x-forwarded-proto"], "https");
+        assert_eq!(p.headers["x-forwarded-for"], "10.0.0.9");
+        assert_eq!(p.headers["via"], "1.1 levee");
+        assert_eq!(p.uri, "/a?b");
+    }
+
+    #[test]
+    fn appends_to_existing_forwarded_for_and_fills_host() {
+        let mut p = request(
+            http::Request::get("https://svc.example:8443/x")
+                .version(Version::HTTP_2)
+                .header("x-forwarded-for", "1.1.1.1")
+                .header("x-forwarded-for", "2.2.2.2"),
+        );
+        let client = ClientSide {
+            ip: HeaderValue::from_static("3.3.3.3"),
+            tls: false,
+        };
+        rewrite_request(&mut p, &client, &HeaderValue::from_static("b:1"));
+        assert_eq!(p.headers["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 3.3.3.3");
+        assert_eq!(p.headers["host"], "svc.example:8443");
+        assert_eq!(p.headers["x-forwarded-host"], "svc.example:8443");
+        assert_eq!(p.headers["via"], "2 levee");
+        assert_eq!(p.uri, "/x");
+        assert_eq!(p.version, Version::HTTP_11);
+    }
+
+    #[test]
+    fn http10_without_host_gets_backend_host() {
+        let mut p = request(http::Request::get("/").version(Version::HTTP_10));
+        let client = ClientSide {
+            ip: HeaderValue::from_static("3.3.3.3"),
+            tls: true,
+        };
+        rewrite_request(&mut p, &client, &HeaderValue::from_static("127.0.0.1:9"));
+        assert_eq!(p.headers["host"], "127.0.0.1:9");
+        assert!(!p.headers.contains_key("x-forwarded-host"));
+    }
+}

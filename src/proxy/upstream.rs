@@ -1,0 +1,169 @@
+//! The worker's upstream connection pool: HTTP/1.1 keep-alive connections per backend.
+//!
+//! Owned by one worker (`Rc`, `RefCell`), so checking a connection out or in takes no lock.
+//! A connection goes back to the pool when its response body has been read to the end.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Instant;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use super::body::{BodyTooLarge, RequestBody};
+use super::error::ProxyError;
+use crate::lb::PoolTimeouts;
+
+/// Most idle connections kept per backend per worker.
+const MAX_IDLE_PER_BACKEND: usize = 256;
+
+type Sender = http1::SendRequest<RequestBody>;
+
+struct Idle {
+    sender: Sender,
+    since: Instant,
+}
+
+/// A worker's pool of idle upstream connections, keyed by backend address.
+#[derive(Default)]
+pub struct UpstreamPool {
+    idle: RefCell<HashMap<SocketAddr, Vec<Idle>>>,
+}
+
+impl std::fmt::Debug for UpstreamPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamPool")
+            .field("backends", &self.idle.borrow().len())
+            .finish()
+    }
+}
+
+/// A connection in use; `release` puts it back into the pool it came from.
+pub struct PooledSender {
+    pool: Rc<UpstreamPool>,
+    backend: SocketAddr,
+    sender: Sender,
+}
+
+impl PooledSender {
+    /// Returns the connection to the pool (it must have finished its response).
+    pub fn release(self) {
+        if self.sender.is_closed() {
+            return;
+        }
+        let mut idle = self.pool.idle.borrow_mut();
+        let list = idle.entry(self.backend).or_default();
+        if list.len() < MAX_IDLE_PER_BACKEND {
+            list.push(Idle {
+                sender: self.sender,
+                since: Instant::now(),
+            });
+        }
+    }
+}
+
+impl UpstreamPool {
+    /// An empty pool.
+    pub fn new() -> Rc<Self> {
+        Rc::new(Self::default())
+    }
+
+    /// Drops idle connections older than `max_idle` and closed ones.
+    pub fn sweep(&self, max_idle: std::time::Duration) {
+        let now = Instant::now();
+        let mut idle = self.idle.borrow_mut();
+        for list in idle.values_mut() {
+            list.retain(|c| !c.sender.is_closed() && now.duration_since(c.since) < max_idle);
+        }
+        idle.retain(|_, list| !list.is_empty());
+    }
+
+    fn take_idle(&self, backend: SocketAddr, timeouts: &PoolTimeouts) -> Option<Sender> {
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.get_mut(&backend)?;
+        while let Some(c) = list.pop() {
+            if !c.sender.is_closed() && c.since.elapsed() < timeouts.idle {
+                return Some(c.sender);
+            }
+        }
+        None
+    }
+
+    /// Sends `req` to `backend`, reusing an idle connection when one is alive.
+    ///
+    /// A pooled connection that turns out closed before the request was written is
+    /// discarded and the request goes out on a fresh connection, so a backend closing
+    /// idle keep-alives never costs a client request.
+    pub async fn send(
+        self: &Rc<Self>,
+        backend: SocketAddr,
+        mut req: Request<RequestBody>,
+        timeouts: &PoolTimeouts,
+    ) -> Result<(Response<Incoming>, PooledSender), ProxyError> {
+        loop {
+            let (mut sender, reused) = match self.take_idle(backend, timeouts) {
+                Some(s) => (s, true),
+                None => (connect(backend, timeouts).await?, false),
+            };
+            if reused && sender.ready().await.is_err() {
+                continue;
+            }
+            let sent = tokio::time::timeout(timeouts.response, sender.try_send_request(req)).await;
+            match sent {
+                Err(_) => return Err(ProxyError::ResponseTimeout),
+                Ok(Ok(resp)) => {
+                    let pooled = PooledSender {
+                        pool: Rc::clone(self),
+                        backend,
+                        sender,
+                    };
+                    return Ok((resp, pooled));
+                }
+                Ok(Err(mut e)) => match e.take_message() {
+                    Some(unsent) if reused => req = unsent,
+                    _ => return Err(classify(e.into_error())),
+                },
+            }
+        }
+    }
+}
+
+/// Opens a new HTTP/1.1 connection to `backend` and spawns its driver on this worker.
+async fn connect(backend: SocketAddr, timeouts: &PoolTimeouts) -> Result<Sender, ProxyError> {
+    let tcp = tokio::time::timeout(timeouts.connect, TcpStream::connect(backend))
+        .await
+        .map_err(|_| ProxyError::ConnectTimeout)?
+        .map_err(ProxyError::Connect)?;
+    // Nagle would hold small request heads back; latency matters more here.
+    let _ = tcp.set_nodelay(true);
+    let (sender, conn) = http1::Builder::new()
+        .handshake(TokioIo::new(tcp))
+        .await
+        .map_err(ProxyError::Upstream)?;
+    tokio::task::spawn_local(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, %backend, "upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
+}
+
+/// Maps a hyper client error to the side that caused it.
+fn classify(e: hyper::Error) -> ProxyError {
+    if !e.is_user() {
+        return ProxyError::Upstream(e);
+    }
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        if s.is::<BodyTooLarge>() {
+            return ProxyError::BodyTooLarge;
+        }
+        source = s.source();
+    }
+    ProxyError::ClientBody(e)
+}

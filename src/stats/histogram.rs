@@ -1,0 +1,90 @@
+//! A fixed-bucket latency histogram of relaxed atomics (Prometheus-style cumulative on read).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds of the buckets, in microseconds; one more bucket catches everything above.
+pub const LATENCY_BOUNDS_US: [u64; 16] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000, 10_000_000,
+];
+
+const BUCKETS: usize = LATENCY_BOUNDS_US.len() + 1;
+
+/// Latency histogram written by one worker.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS],
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn record(&self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let i = LATENCY_BOUNDS_US.partition_point(|&b| b < us);
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// Adds this histogram's current values into `into`.
+    pub fn add_to(&self, into: &mut HistogramSnapshot) {
+        for (dst, src) in into.buckets.iter_mut().zip(&self.buckets) {
+            *dst += src.load(Ordering::Relaxed);
+        }
+        into.sum_us += self.sum_us.load(Ordering::Relaxed);
+    }
+}
+
+/// A plain copy of a histogram (or a sum of several).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct HistogramSnapshot {
+    /// Per-bucket (non-cumulative) counts; the last bucket is +Inf.
+    pub buckets: [u64; BUCKETS],
+    /// Sum of all observations in microseconds.
+    pub sum_us: u64,
+}
+
+impl HistogramSnapshot {
+    /// Number of observations.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    /// Upper bound (µs) of the bucket holding quantile `q` (0..=1); `None` when empty.
+    pub fn quantile_upper_us(&self, q: f64) -> Option<u64> {
+        let total = self.count();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (i, n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Some(LATENCY_BOUNDS_US.get(i).copied().unwrap_or(u64::MAX));
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_and_quantiles() {
+        let h = Histogram::default();
+        for _ in 0..99 {
+            h.record(Duration::from_micros(80));
+        }
+        h.record(Duration::from_millis(3));
+        let mut s = HistogramSnapshot::default();
+        h.add_to(&mut s);
+        assert_eq!(s.count(), 100);
+        assert_eq!(s.quantile_upper_us(0.5), Some(100));
+        assert_eq!(s.quantile_upper_us(1.0), Some(5_000));
+        assert_eq!(s.sum_us, 99 * 80 + 3000);
+    }
+}

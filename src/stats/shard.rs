@@ -1,0 +1,221 @@
+//! A worker's stats shard: counters per country slot, written only by that worker.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crossbeam_utils::CachePadded;
+
+use super::histogram::{Histogram, HistogramSnapshot};
+
+/// Index of a country slot (GeoIP maps ISO codes to these; 0 is "unknown", `ZZ`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct CountryIdx(pub u16);
+
+/// The slot for clients whose country is not known.
+pub const UNKNOWN_COUNTRY: CountryIdx = CountryIdx(0);
+
+/// How a TLS handshake ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeKind {
+    /// A full handshake (key exchange and certificate).
+    Full,
+    /// A resumed session (ticket or session ID).
+    Resumed,
+    /// The handshake failed or timed out.
+    Failed,
+}
+
+impl HandshakeKind {
+    /// Label used in logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HandshakeKind::Full => "full",
+            HandshakeKind::Resumed => "resumed",
+            HandshakeKind::Failed => "failed",
+        }
+    }
+}
+
+/// Response status class (1xx..5xx); anything else counts as `Other`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusClass {
+    /// 1xx
+    Informational = 0,
+    /// 2xx
+    Success = 1,
+    /// 3xx
+    Redirection = 2,
+    /// 4xx
+    ClientError = 3,
+    /// 5xx
+    ServerError = 4,
+}
+
+impl StatusClass {
+    /// The class of an HTTP status code.
+    pub fn of(status: u16) -> Self {
+        match status {
+            100..=199 => StatusClass::Informational,
+            200..=299 => StatusClass::Success,
+            300..=399 => StatusClass::Redirection,
+            400..=499 => StatusClass::ClientError,
+            _ => StatusClass::ServerError,
+        }
+    }
+}
+
+/// Counters of one country slot in one shard.
+#[derive(Debug, Default)]
+pub struct Counters {
+    connections: AtomicU64,
+    connections_closed: AtomicU64,
+    handshakes: [AtomicU64; 3],
+    handshake_time: Histogram,
+    requests: [AtomicU64; 5],
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    upstream_time: Histogram,
+}
+
+/// A plain copy of `Counters` (or a sum over shards).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CountersSnapshot {
+    /// Connections accepted.
+    pub connections: u64,
+    /// Connections currently open.
+    pub connections_active: u64,
+    /// Handshakes by kind: full, resumed, failed.
+    pub handshakes: [u64; 3],
+    /// Handshake duration histogram.
+    pub handshake_time: HistogramSnapshot,
+    /// Requests by status class 1xx..5xx.
+    pub requests: [u64; 5],
+    /// Request body bytes received from clients.
+    pub bytes_in: u64,
+    /// Response body bytes sent to clients.
+    pub bytes_out: u64,
+    /// Upstream response-head latency histogram.
+    pub upstream_time: HistogramSnapshot,
+}
+
+impl CountersSnapshot {
+    /// Handshakes of one kind.
+    pub fn handshakes_of(&self, kind: HandshakeKind) -> u64 {
+        self.handshakes[kind as usize]
+    }
+}
+
+impl Counters {
+    fn add_to(&self, s: &mut CountersSnapshot) {
+        let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let opened = ld(&self.connections);
+        s.connections += opened;
+        s.connections_active += opened.saturating_sub(ld(&self.connections_closed));
+        for (d, a) in s.handshakes.iter_mut().zip(&self.handshakes) {
+            *d += ld(a);
+        }
+        for (d, a) in s.requests.iter_mut().zip(&self.requests) {
+            *d += ld(a);
+        }
+        s.bytes_in += ld(&self.bytes_in);
+        s.bytes_out += ld(&self.bytes_out);
+        self.handshake_time.add_to(&mut s.handshake_time);
+        self.upstream_time.add_to(&mut s.upstream_time);
+    }
+}
+
+/// One worker's shard. Only its worker writes; anyone may read.
+#[derive(Debug)]
+pub struct Shard {
+    /// Worker index.
+    pub worker: usize,
+    countries: Box<[CachePadded<Counters>]>,
+}
+
+impl Shard {
+    /// A shard with `country_slots` slots (at least one, the unknown slot).
+    pub fn new(worker: usize, country_slots: usize) -> Self {
+        Self {
+            worker,
+            countries: (0..country_slots.max(1))
+                .map(|_| CachePadded::new(Counters::default()))
+                .collect(),
+        }
+    }
+
+    fn slot(&self, c: CountryIdx) -> &Counters {
+        self.countries
+            .get(usize::from(c.0))
+            .unwrap_or(&self.countries[0])
+    }
+
+    /// A connection was accepted.
+    pub fn connection_opened(&self, c: CountryIdx) {
+        self.slot(c).connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection was closed.
+    pub fn connection_closed(&self, c: CountryIdx) {
+        self.slot(c)
+            .connections_closed
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A TLS handshake finished (or failed) after `took`.
+    pub fn handshake(&self, c: CountryIdx, kind: HandshakeKind, took: Duration) {
+        let s = self.slot(c);
+        s.handshakes[kind as usize].fetch_add(1, Ordering::Relaxed);
+        s.handshake_time.record(took);
+    }
+
+    /// A request finished with `status`, moving `bytes_in`/`bytes_out` body bytes.
+    pub fn request(&self, c: CountryIdx, status: u16, bytes_in: u64, bytes_out: u64) {
+        let s = self.slot(c);
+        s.requests[StatusClass::of(status) as usize].fetch_add(1, Ordering::Relaxed);
+        s.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
+        s.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
+    }
+
+    /// An upstream answered with a response head after `took`.
+    pub fn upstream_latency(&self, c: CountryIdx, took: Duration) {
+        self.slot(c).upstream_time.record(took);
+    }
+
+    /// Adds every slot of this shard into `into` (a total over countries).
+    pub fn add_totals(&self, into: &mut CountersSnapshot) {
+        for c in self.countries.iter() {
+            c.add_to(into);
+        }
+    }
+}
+
+/// Sums shards into one total.
+pub fn totals<'a>(shards: impl IntoIterator<Item = &'a Shard>) -> CountersSnapshot {
+    let mut s = CountersSnapshot::default();
+    for shard in shards {
+        shard.add_totals(&mut s);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_sum() {
+        let a = Shard::new(0, 4);
+        let b = Shard::new(1, 4);
+        a.connection_opened(CountryIdx(1));
+        b.connection_opened(CountryIdx(2));
+        b.connection_closed(CountryIdx(2));
+        a.handshake(CountryIdx(1), HandshakeKind::Resumed, Duration::from_micros(10));
+        b.request(CountryIdx(9), 503, 5, 7);
+        let t = totals([&a, &b]);
+        assert_eq!(t.connections, 2);
+        assert_eq!(t.connections_active, 1);
+        assert_eq!(t.handshakes_of(HandshakeKind::Resumed), 1);
+        assert_eq!(t.requests[4], 1);
+        assert_eq!((t.bytes_in, t.bytes_out), (5, 7));
+    }
+}

@@ -1,0 +1,295 @@
+//! Test harness: levee started from the library on 127.0.0.1:0, in-process backends that
+//! identify themselves, a throwaway CA, a rustls client, and a guard for child processes.
+//!
+//! Every socket is on 127.0.0.1 with an ephemeral port; every wait is bounded.
+
+#![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod backend;
+pub mod body;
+pub mod client;
+pub mod pki;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use levee::app::Running;
+use levee::stats::CountersSnapshot;
+use tempfile::TempDir;
+
+pub use backend::Backend;
+pub use body::{empty, full, pattern, pattern_chunked, pattern_sha256, sha256};
+pub use client::{Conn, Proto, Reply, TlsOpts, client_config, client_config_insecure, tls_get};
+pub use pki::{Leaf, TestCa};
+
+/// Lower-case hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Sends levee's logs to the test output when RUST_LOG is set (quiet otherwise).
+pub fn init_logs() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+/// A levee started in this process; stopped (gracefully, bounded by its shutdown_timeout)
+/// when dropped.
+pub struct Levee {
+    running: Option<Running>,
+    /// Base directory for relative paths in the config.
+    pub dir: TempDir,
+}
+
+impl Levee {
+    /// The address of listener `name`.
+    pub fn addr(&self, name: &str) -> SocketAddr {
+        self.running()
+            .listener_addr(name)
+            .unwrap_or_else(|| panic!("no listener called {name}"))
+    }
+
+    /// The running instance.
+    pub fn running(&self) -> &Running {
+        self.running.as_ref().expect("levee is running")
+    }
+
+    /// Stats summed over every worker.
+    pub fn totals(&self) -> CountersSnapshot {
+        self.running().totals()
+    }
+
+    /// Polls `totals()` until `pred` holds or `within` passes; returns the last totals.
+    pub async fn wait_totals(
+        &self,
+        within: Duration,
+        pred: impl Fn(&CountersSnapshot) -> bool,
+    ) -> CountersSnapshot {
+        let deadline = Instant::now() + within;
+        loop {
+            let t = self.totals();
+            if pred(&t) || Instant::now() >= deadline {
+                return t;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops levee now and waits for its workers.
+    pub fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop();
+        }
+    }
+}
+
+impl Drop for Levee {
+    fn drop(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop();
+        }
+    }
+}
+
+/// Validates `toml` (relative paths resolve against a fresh tempdir) and starts levee on it.
+pub fn start_levee(toml: &str) -> Levee {
+    init_logs();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ctx = levee::app::initial_context(dir.path()).expect("initial context");
+    let snapshot = levee::config::load_str(toml, &ctx)
+        .unwrap_or_else(|e| panic!("test config rejected:\n{e}\n--- config ---\n{toml}"));
+    let running = levee::app::start(snapshot).expect("levee start");
+    Levee {
+        running: Some(running),
+        dir,
+    }
+}
+
+/// `[server]` and `[admin]` for tests: `workers`, short shutdown, no access log, no admin.
+pub fn server_toml(workers: usize) -> String {
+    format!(
+        "[server]\nworkers = {workers}\nshutdown_timeout = \"2s\"\naccess_log = false\n\n\
+         [admin]\nlisten = \"off\"\n\n"
+    )
+}
+
+/// A `[[listeners]]` entry. `tls`: None for plain HTTP, Some(certificates) for TLS (empty:
+/// generated certificate). `extra_tls` goes into `[listeners.tls]`, `http` into
+/// `[listeners.http]`.
+pub fn listener_toml(
+    name: &str,
+    pool: &str,
+    tls: Option<&[&Leaf]>,
+    extra_tls: &str,
+    http: &str,
+) -> String {
+    let mut s = format!(
+        "[[listeners]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\ndefault_pool = \"{pool}\"\n"
+    );
+    if let Some(certs) = tls {
+        let list: Vec<String> = certs.iter().map(|c| c.toml()).collect();
+        s += &format!(
+            "[listeners.tls]\ncertificates = [{}]\n{extra_tls}\n",
+            list.join(", ")
+        );
+    }
+    if !http.is_empty() {
+        s += &format!("[listeners.http]\n{http}\n");
+    }
+    s + "\n"
+}
+
+/// A `[pools.NAME]` table with `extra` settings and round-robin backends.
+pub fn pool_toml(name: &str, backends: &[SocketAddr], extra: &str) -> String {
+    let mut s = format!("[pools.{name}]\nalgorithm = \"round_robin\"\n{extra}\n");
+    for b in backends {
+        s += &format!("[[pools.{name}.backends]]\naddress = \"{b}\"\n");
+    }
+    s + "\n"
+}
+
+/// A port on 127.0.0.1 that was free a moment ago (bound then released).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// An address on 127.0.0.1 where nothing listens (bound, then closed).
+pub fn closed_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let a = l.local_addr().expect("addr");
+    drop(l);
+    a
+}
+
+/// The levee binary built for these tests.
+pub fn levee_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_levee")
+}
+
+/// The output of a finished `levee` run.
+#[derive(Debug)]
+pub struct Output {
+    /// Exit status.
+    pub status: ExitStatus,
+    /// Stdout.
+    pub stdout: String,
+    /// Stderr.
+    pub stderr: String,
+}
+
+/// Runs the levee binary to completion (bounded: killed after 60 s).
+pub fn run_levee(args: &[&str]) -> Output {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out_path = dir.path().join("stdout");
+    let err_path = dir.path().join("stderr");
+    let child = Command::new(levee_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).expect("stdout file"))
+        .stderr(std::fs::File::create(&err_path).expect("stderr file"))
+        .spawn()
+        .expect("spawn levee");
+    let mut guard = ChildGuard::new(child, err_path.clone());
+    let status = guard
+        .wait_exit(Duration::from_secs(60))
+        .expect("levee did not exit within 60 s");
+    Output {
+        status,
+        stdout: std::fs::read_to_string(out_path).unwrap_or_default(),
+        stderr: std::fs::read_to_string(err_path).unwrap_or_default(),
+    }
+}
+
+/// Owns a child process: killed (by its PID, via `Child::kill`) and reaped when dropped.
+pub struct ChildGuard {
+    child: Option<Child>,
+    /// Where its stderr goes, for diagnostics.
+    pub stderr_path: PathBuf,
+}
+
+impl ChildGuard {
+    /// Takes ownership of `child`.
+    pub fn new(child: Child, stderr_path: PathBuf) -> Self {
+        Self {
+            child: Some(child),
+            stderr_path,
+        }
+    }
+
+    /// The child's PID.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("child").id()
+    }
+
+    /// Exit status if it has exited.
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Polls until the child exits or `within` passes.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(s) = self.try_exit() {
+                return Some(s);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Like `wait_exit`, without blocking an async runtime thread.
+    pub async fn wait_exit_async(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(s) = self.try_exit() {
+                return Some(s);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Sends SIGTERM to this child only (by PID).
+    pub fn sigterm(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed: {status}");
+    }
+
+    /// What the child wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            if c.try_wait().ok().flatten().is_none() {
+                let _ = c.kill();
+            }
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Writes `contents` to `dir/name` and returns the path.
+pub fn write_file(dir: &Path, name: &str, contents: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, contents).expect("write file");
+    p
+}
