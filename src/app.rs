@@ -52,6 +52,11 @@ impl Running {
         totals(self.shards.iter().map(|s| s.as_ref()))
     }
 
+    /// Stats of each worker separately (index = worker id).
+    pub fn worker_totals(&self) -> Vec<CountersSnapshot> {
+        self.shards.iter().map(|s| totals([s.as_ref()])).collect()
+    }
+
     /// The current config snapshot.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.config.load_full()

@@ -55,7 +55,10 @@ async fn upload(proto: Proto, chunked: bool) {
     let req = c.request("POST", "/digest").body(body).unwrap();
     let reply = c.send(req).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
-    assert_eq!(reply.header("x-body-len"), Some(TEN_MB.to_string().as_str()));
+    assert_eq!(
+        reply.header("x-body-len"),
+        Some(TEN_MB.to_string().as_str())
+    );
     assert_eq!(
         reply.header("x-body-sha256"),
         Some(pattern_sha256(TEN_MB).as_str())

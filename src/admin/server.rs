@@ -45,8 +45,8 @@ pub async fn serve_admin(listener: TcpListener, state: AdminState, shutdown: Can
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(respond(&req, &state)) }
             });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), svc);
+            let conn =
+                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc);
             if let Err(e) = conn.await {
                 debug!(error = %e, "admin connection error");
             }
@@ -71,7 +71,15 @@ fn stats_json(state: &AdminState) -> serde_json::Value {
             "generation": snapshot.generation,
             "source_hash": format!("{:016x}", snapshot.source_hash),
         },
-        "workers": state.shards.len(),
+        "workers": state.shards.iter().map(|s| {
+            let w = totals([s.as_ref()]);
+            serde_json::json!({
+                "worker": s.worker,
+                "connections": w.connections,
+                "connections_active": w.connections_active,
+                "requests": w.requests.iter().sum::<u64>(),
+            })
+        }).collect::<Vec<_>>(),
         "totals": {
             "connections": t.connections,
             "connections_active": t.connections_active,
@@ -93,8 +101,10 @@ fn stats_json(state: &AdminState) -> serde_json::Value {
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 

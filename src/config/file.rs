@@ -189,6 +189,27 @@ fn line_column(source: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// A key as written in a path: bare when it can be (`api`), else quoted (`"a.b"`).
+pub(crate) fn key_segment(key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if bare {
+        key.to_string()
+    } else {
+        format!("{key:?}")
+    }
+}
+
+/// The segments of a bare (maybe dotted) key; quoted parts arrive as separate tokens.
+fn bare_segments(word: &str) -> impl Iterator<Item = String> + '_ {
+    word.split('.')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
 fn join(base: &str, key: &str) -> String {
     if base.is_empty() {
         key.to_string()
@@ -221,8 +242,10 @@ enum Token {
     Comma,
     Equals,
     Newline,
-    /// A bare word (key, number, boolean, date) or a string's contents.
+    /// A bare word: key (maybe dotted), number, boolean, date.
     Word(String),
+    /// A string's contents: one key segment even if it holds dots.
+    Quoted(String),
 }
 
 struct Tokens<'a> {
@@ -288,7 +311,7 @@ impl Tokens<'_> {
         }
         let closed = body[end..].starts_with(close);
         self.pos += open + end + if closed { close.len() } else { 0 };
-        Token::Word(body[..end].to_string())
+        Token::Quoted(body[..end].to_string())
     }
 
     fn word(&mut self) -> Token {
@@ -387,7 +410,8 @@ impl Locator<'_> {
             return;
         };
         match token {
-            Token::Word(w) if !*in_value => key.extend(w.split('.').map(str::to_string)),
+            Token::Word(w) if !*in_value => key.extend(bare_segments(&w)),
+            Token::Quoted(w) if !*in_value => key.push(key_segment(&w)),
             Token::Equals => *in_value = true,
             Token::Comma | Token::Newline => {
                 key.clear();
@@ -421,7 +445,8 @@ impl Locator<'_> {
         while let Some((_, token)) = self.tokens.next() {
             match token {
                 Token::Open if first => array = true,
-                Token::Word(w) => segments.extend(w.split('.').map(str::to_string)),
+                Token::Word(w) => segments.extend(bare_segments(&w)),
+                Token::Quoted(w) => segments.push(key_segment(&w)),
                 Token::Close | Token::Newline => break,
                 _ => {}
             }
@@ -457,6 +482,7 @@ impl Locator<'_> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may panic
 mod tests {
     use super::*;
 
@@ -489,6 +515,8 @@ mod tests {
     fn dotted_keys_headers_and_missing_fields() {
         let e = err("[[listeners]]\nname='a'\ntls.bogus = 1\n");
         assert_eq!(e.key, "listeners[0].tls.bogus");
+        let e = err("[pools.\"a.b\"]\n[[pools.\"a.b\".backends]]\n\"ad.dr\" = 1\n");
+        assert_eq!(e.key, r#"pools."a.b".backends[0]."ad.dr""#);
         let e = err("[[listeners]]\nname='a'\n[listeners.bogus]\nx=1\n");
         assert_eq!(e.key, "listeners[0].bogus");
         let e = err(

@@ -81,7 +81,10 @@ impl From<ConfigError> for ConfigErrors {
 /// Reads, parses and validates a config file. Relative paths inside resolve against its directory.
 pub fn load_file(path: &Path, ctx: &BuildContext) -> Result<Snapshot, ConfigErrors> {
     let source = std::fs::read_to_string(path).map_err(|e| {
-        ConfigError::new("", format!("cannot read config file {}: {e}", path.display()))
+        ConfigError::new(
+            "",
+            format!("cannot read config file {}: {e}", path.display()),
+        )
     })?;
     let mut ctx = ctx.clone();
     if let Some(dir) = path.parent() {

@@ -11,7 +11,9 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::file::{RawBackend, RawCertificate, RawConfig, RawListener, RawPool, RawRoute, RawTls};
+use super::file::{
+    RawBackend, RawCertificate, RawConfig, RawListener, RawPool, RawRoute, RawTls, key_segment,
+};
 use super::{
     AdminSettings, BuildContext, ConfigError, ConfigErrors, HttpLimits, Listener, ListenerTls,
     LogFormat, PoolId, Route, ServerSettings, Snapshot,
@@ -217,9 +219,10 @@ impl Scope<'_> {
         if id.is_none() {
             let mut known: Vec<&str> = pools.keys().map(String::as_str).collect();
             known.sort_unstable();
-            let known = match known.is_empty() {
-                true => "no pools are defined".to_string(),
-                false => format!("defined pools: {}", known.join(", ")),
+            let known = if known.is_empty() {
+                "no pools are defined".to_string()
+            } else {
+                format!("defined pools: {}", known.join(", "))
             };
             self.add(field, format!("unknown pool \"{name}\" ({known})"));
         }
@@ -515,15 +518,7 @@ fn build_pools(
 
 /// `pools.api`, or `pools."a.b"` when the name is not a bare TOML key.
 fn pool_key(name: &str) -> String {
-    let bare = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if bare {
-        format!("pools.{name}")
-    } else {
-        format!("pools.{name:?}")
-    }
+    format!("pools.{}", key_segment(name))
 }
 
 fn build_pool(s: &mut Scope<'_>, name: &str, raw: &RawPool) -> Option<Pool> {

@@ -62,7 +62,8 @@ where
     F: Future + 'static,
 {
     fn execute(&self, fut: F) {
-        tokio::task::spawn_local(fut);
+        // h2 streams run as their own tasks: keep them inside the connection's span.
+        tokio::task::spawn_local(fut.in_current_span());
     }
 }
 

@@ -54,7 +54,7 @@ impl OnComplete for RequestRecord {
             status = self.status.as_u16(),
             pool,
             backend,
-            duration_ms = self.start.elapsed().as_secs_f64() * 1000.0,
+            duration_ms = self.start.elapsed().as_micros() as f64 / 1000.0,
             bytes_in,
             bytes_out,
         );

@@ -83,7 +83,8 @@ async fn run(spec: WorkerSpec) {
             Err(e) => warn!(worker = spec.id, listener = %name, error = %e, "cannot use socket"),
         }
     }
-    let sweeper = tokio::task::spawn_local(sweep_idle(Rc::clone(&worker), Arc::clone(&spec.config)));
+    let sweeper =
+        tokio::task::spawn_local(sweep_idle(Rc::clone(&worker), Arc::clone(&spec.config)));
     spec.shutdown.cancelled().await;
 
     let drain_for = spec.config.load().server.shutdown_timeout;
@@ -92,8 +93,14 @@ async fn run(spec: WorkerSpec) {
         l.abort();
     }
     connections.close();
-    if tokio::time::timeout(drain_for, connections.wait()).await.is_err() {
-        warn!(worker = spec.id, "shutdown timeout reached with requests still in flight");
+    if tokio::time::timeout(drain_for, connections.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            worker = spec.id,
+            "shutdown timeout reached with requests still in flight"
+        );
     }
     sweeper.abort();
     debug!(worker = spec.id, "worker stopped");

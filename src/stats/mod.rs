@@ -8,6 +8,7 @@ mod histogram;
 mod shard;
 
 pub use histogram::{Histogram, HistogramSnapshot, LATENCY_BOUNDS_US};
-pub use shard::{totals, 
-    CountryIdx, Counters, CountersSnapshot, HandshakeKind, Shard, StatusClass, UNKNOWN_COUNTRY,
+pub use shard::{
+    Counters, CountersSnapshot, CountryIdx, HandshakeKind, Shard, StatusClass, UNKNOWN_COUNTRY,
+    totals,
 };

@@ -209,7 +209,11 @@ mod tests {
         a.connection_opened(CountryIdx(1));
         b.connection_opened(CountryIdx(2));
         b.connection_closed(CountryIdx(2));
-        a.handshake(CountryIdx(1), HandshakeKind::Resumed, Duration::from_micros(10));
+        a.handshake(
+            CountryIdx(1),
+            HandshakeKind::Resumed,
+            Duration::from_micros(10),
+        );
         b.request(CountryIdx(9), 503, 5, 7);
         let t = totals([&a, &b]);
         assert_eq!(t.connections, 2);

@@ -96,9 +96,7 @@ pub fn generate_self_signed(provider: &CryptoProvider) -> Result<NamedKey, CertE
     ];
     let generated = rcgen::generate_simple_self_signed(names)
         .map_err(|e| CertError::Generate(e.to_string()))?;
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
-        generated.key_pair.serialize_der(),
-    ));
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(generated.key_pair.serialize_der()));
     certified_key(vec![generated.cert.der().clone()], key, provider)
 }
 

@@ -34,7 +34,8 @@ pub const TLS13: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13];
 /// TLS 1.2 only.
 pub const TLS12: &[&SupportedProtocolVersion] = &[&rustls::version::TLS12];
 /// Both versions.
-pub const TLS_ANY: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
+pub const TLS_ANY: &[&SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
 
 /// Client TLS settings.
 #[derive(Debug, Clone)]
@@ -363,10 +364,9 @@ where
             Sender::H1(sender)
         }
         Proto::H2 => {
-            let (sender, conn) =
-                hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-                    .await
-                    .expect("h2 handshake");
+            let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                .await
+                .expect("h2 handshake");
             tokio::spawn(conn);
             Sender::H2(sender)
         }

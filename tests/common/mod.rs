@@ -230,7 +230,9 @@ impl ChildGuard {
 
     /// Exit status if it has exited.
     pub fn try_exit(&mut self) -> Option<ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// Polls until the child exits or `within` passes.

@@ -1,5 +1,6 @@
 //! Validation tests: each bad config is rejected with an error naming its key; the shipped
 //! example configs load.
+#![allow(clippy::unwrap_used)] // tests may panic
 
 use std::path::Path;
 
