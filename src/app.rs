@@ -16,8 +16,6 @@ use crate::runtime::{WorkerHandle, WorkerSpec, bind_reuseport_group, spawn_worke
 use crate::stats::{CountersSnapshot, Shard, totals};
 use crate::tls::Resumption;
 
-/// TLS 1.2 session-ID cache size (entries, across all shards).
-const SESSION_CACHE_ENTRIES: usize = 20_480;
 /// Country slots per stats shard (only the unknown slot is used until GeoIP lands).
 const COUNTRY_SLOTS: usize = 1;
 
@@ -92,10 +90,16 @@ impl Running {
     }
 }
 
-/// A fresh build context for the first snapshot of a process.
+/// A fresh build context for the first snapshot of a process, with the default TLS
+/// session-ID cache size.
 pub fn initial_context(base_dir: &Path) -> anyhow::Result<BuildContext> {
+    context_with_cache(base_dir, config::validate::DEFAULT_TLS_SESSION_CACHE)
+}
+
+/// A fresh build context whose TLS 1.2 session-ID cache holds `session_cache` entries.
+fn context_with_cache(base_dir: &Path, session_cache: usize) -> anyhow::Result<BuildContext> {
     Ok(BuildContext {
-        resumption: Resumption::new(SESSION_CACHE_ENTRIES).context("TLS ticketer")?,
+        resumption: Resumption::new(session_cache).context("TLS ticketer")?,
         base_dir: base_dir.to_path_buf(),
         generation: 1,
     })
@@ -209,8 +213,17 @@ pub fn wait_then_stop(running: Running, token: CancellationToken) -> anyhow::Res
 }
 
 /// Loads and validates a config file for a new process.
+///
+/// The resumption state outlives every snapshot, so its cache size
+/// (`server.tls_session_cache`) is read from a first parse of the file.
 pub fn load(path: &Path) -> anyhow::Result<Snapshot> {
-    let ctx = initial_context(Path::new("."))?;
+    let cache = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|src| config::file::parse(&src).ok())
+        .map_or(config::validate::DEFAULT_TLS_SESSION_CACHE, |raw| {
+            config::validate::tls_session_cache(&raw)
+        });
+    let ctx = context_with_cache(Path::new("."), cache)?;
     config::load_file(path, &ctx).map_err(|e| anyhow!("invalid config {}:\n{e}", path.display()))
 }
 

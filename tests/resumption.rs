@@ -75,7 +75,10 @@ async fn every_connection_after_the_first_resumes(
     let per_worker = levee.running().worker_totals();
     assert_eq!(per_worker.len(), 2);
     for (i, w) in per_worker.iter().enumerate() {
-        assert!(w.connections > 0, "worker {i} accepted nothing: {per_worker:?}");
+        assert!(
+            w.connections > 0,
+            "worker {i} accepted nothing: {per_worker:?}"
+        );
     }
     assert_eq!(t.handshakes_of(HandshakeKind::Failed), 0);
 }

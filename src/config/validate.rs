@@ -63,7 +63,6 @@ pub fn build(raw: RawConfig, source: &str, ctx: &BuildContext) -> Result<Snapsho
     let pools = build_pools(&raw.pools, &mut errs);
     match (server, admin, listeners, pools) {
         (Some(server), Some(admin), Some(listeners), Some(pools)) if errs.is_empty() => {
-            warn_generated(&listeners);
             Ok(Snapshot {
                 generation: ctx.generation,
                 source_hash: source_hash(source),
@@ -96,17 +95,6 @@ pub fn source_hash(source: &str) -> u64 {
     source.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
-}
-
-fn warn_generated(listeners: &[Arc<Listener>]) {
-    for l in listeners {
-        if l.tls.as_ref().is_some_and(|t| t.generated_certificate) {
-            tracing::warn!(
-                listener = %l.name,
-                "no certificate configured: serving a generated self-signed certificate"
-            );
-        }
-    }
 }
 
 /// Collects errors for the keys under one prefix (`listeners[0].http`), and parses scalars.
@@ -199,12 +187,14 @@ impl Scope<'_> {
         if let Ok(addr) = trimmed.parse::<SocketAddr>() {
             return Some(addr);
         }
-        let has_port = trimmed
-            .rsplit_once(':')
-            .is_some_and(|(_, p)| p.parse::<u16>().is_ok());
+        let port = trimmed.rsplit_once(':').map(|(_, p)| p);
+        let numeric_port =
+            port.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
         let hint = if trimmed.parse::<IpAddr>().is_ok() {
             "missing port; expected ip:port such as 10.0.0.1:8080 or [::1]:8080"
-        } else if has_port {
+        } else if numeric_port && port.and_then(|p| p.parse::<u16>().ok()).is_none() {
+            "port must be between 0 and 65535"
+        } else if numeric_port {
             "host names are not supported (no DNS resolution); use an IP address such as 10.0.0.1:8080"
         } else {
             "expected ip:port such as 10.0.0.1:8080 or [::1]:8080"
