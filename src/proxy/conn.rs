@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, field};
 
 use super::headers::ClientSide;
+use super::idle::IdleTracker;
 use super::service;
 use super::upstream::UpstreamPool;
 use crate::config::{HttpLimits, Listener, Snapshot};
@@ -51,6 +52,8 @@ pub struct ConnCtx {
     pub client: ClientSide,
     /// Country slot of the client (GeoIP fills this in later).
     pub country: CountryIdx,
+    /// Requests in flight on this connection, for the idle timeout.
+    pub idle: IdleTracker,
 }
 
 /// Spawns hyper's per-stream h2 tasks on this worker's `LocalSet`.
@@ -125,6 +128,7 @@ async fn serve(
         peer,
         client,
         country,
+        idle: IdleTracker::default(),
     });
     let Some(tls_settings) = &listener.tls else {
         let builder = http_builder(&listener.http);
@@ -183,12 +187,19 @@ where
     I: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let shutdown = ctx.worker.shutdown.clone();
-    let svc = service_fn(move |req| service::handle(req, Rc::clone(&ctx)));
+    let idle_timeout = ctx.listener.http.idle_timeout;
+    let svc_ctx = Rc::clone(&ctx);
+    let svc = service_fn(move |req| service::handle(req, Rc::clone(&svc_ctx)));
     let conn = builder.serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
         _ = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+        _ = ctx.idle.expired(idle_timeout) => {
+            debug!("closing idle connection");
             conn.as_mut().graceful_shutdown();
             conn.await
         }

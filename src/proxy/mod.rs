@@ -9,6 +9,7 @@ pub mod body;
 pub mod conn;
 pub mod error;
 pub mod headers;
+pub mod idle;
 pub mod route;
 pub mod service;
 pub mod upstream;

@@ -34,6 +34,13 @@ pub struct RequestRecord {
     _in_flight: Option<InFlight>,
 }
 
+impl Drop for RequestRecord {
+    fn drop(&mut self) {
+        // However the request ends (completed, failed, or cancelled by the client).
+        self.conn.idle.end();
+    }
+}
+
 impl OnComplete for RequestRecord {
     fn complete(&mut self, bytes_out: u64) {
         let bytes_in = self.bytes_in.get();
@@ -66,6 +73,7 @@ pub async fn handle(
     req: Request<Incoming>,
     conn: Rc<ConnCtx>,
 ) -> Result<Response<ResponseBody<RequestRecord>>, Infallible> {
+    conn.idle.begin();
     let mut record = RequestRecord {
         conn: Rc::clone(&conn),
         method: req.method().clone(),

@@ -20,7 +20,7 @@ use super::error::ProxyError;
 use crate::lb::PoolTimeouts;
 
 /// Most idle connections kept per backend per worker.
-const MAX_IDLE_PER_BACKEND: usize = 256;
+const MAX_IDLE_PER_BACKEND: usize = 1024;
 
 type Sender = http1::SendRequest<RequestBody>;
 
