@@ -219,7 +219,7 @@ fn bench_round_robin(c: &mut Criterion) {
     // Worst case for the skip loop: every other backend is down.
     let list = backends(300);
     for b in list.iter().step_by(2) {
-        b.state.set_up(false);
+        b.state.set_healthy(false);
     }
     let rr = RoundRobin::new();
     group.bench_with_input(BenchmarkId::new("half_down", 300), &list, |b, list| {

@@ -170,7 +170,8 @@ pub fn start(snapshot: Snapshot) -> anyhow::Result<Running> {
     })
 }
 
-/// The control thread: admin API now; reloads, health checks and stats windows later.
+/// The control thread: the admin API and the active health checks (once per process, for
+/// every pool with a `health_check`); reloads and stats windows later. Runs until `shutdown`.
 fn spawn_control(
     admin: Option<std::net::TcpListener>,
     state: AdminState,
@@ -183,13 +184,17 @@ fn spawn_control(
         .name("levee-control".into())
         .spawn(move || {
             rt.block_on(async move {
-                let Some(socket) = admin else {
-                    shutdown.cancelled().await;
-                    return;
-                };
-                match tokio::net::TcpListener::from_std(socket) {
-                    Ok(l) => serve_admin(l, state, shutdown).await,
-                    Err(e) => warn!(error = %e, "admin API unavailable"),
+                let config = Arc::clone(&state.config);
+                let health = tokio::spawn(crate::lb::health::run(config, shutdown.clone()));
+                if let Some(socket) = admin {
+                    match tokio::net::TcpListener::from_std(socket) {
+                        Ok(l) => serve_admin(l, state, shutdown).await,
+                        Err(e) => warn!(error = %e, "admin API unavailable"),
+                    }
+                }
+                // Health checks run until shutdown, with or without the admin API.
+                if health.await.is_err() {
+                    warn!("health checks stopped unexpectedly");
                 }
             });
         })?;

@@ -1,4 +1,5 @@
-//! Admin HTTP endpoints: `GET /healthz` and `GET /stats` (totals so far; later issues add more).
+//! Admin HTTP endpoints: `GET /healthz`, `GET /stats` (totals so far) and `GET /pools`
+//! (backend state, see `pools`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -58,7 +59,10 @@ fn respond(req: &Request<Incoming>, state: &AdminState) -> Response<Full<Bytes>>
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
         (&Method::GET, "/stats") => json(stats_json(state)),
-        (_, "/healthz" | "/stats") => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
+        (&Method::GET, "/pools") => json(super::pools_json(&state.config.load())),
+        (_, "/healthz" | "/stats" | "/pools") => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+        }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }

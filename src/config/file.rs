@@ -11,6 +11,10 @@ use serde::Deserialize;
 
 use super::ConfigError;
 
+mod pool;
+
+pub use pool::{RawBackend, RawHealthCheck, RawOutlierDetection, RawPool, RawStatus};
+
 /// The whole file as written.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -120,33 +124,6 @@ pub struct RawRoute {
     pub path_prefix: Option<String>,
     /// Destination pool name.
     pub pool: String,
-}
-
-/// `[pools.NAME]`: a group of backends.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawPool {
-    /// Balancing algorithm name.
-    pub algorithm: Option<String>,
-    /// Upstream TCP connect deadline.
-    pub connect_timeout: Option<String>,
-    /// Deadline from request sent to response head received.
-    pub response_timeout: Option<String>,
-    /// How long an idle upstream connection is kept.
-    pub idle_timeout: Option<String>,
-    /// `[[pools.NAME.backends]]`.
-    #[serde(default)]
-    pub backends: Vec<RawBackend>,
-}
-
-/// `[[pools.NAME.backends]]`: one backend server.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawBackend {
-    /// `ip:port`.
-    pub address: String,
-    /// Relative weight.
-    pub weight: Option<i64>,
 }
 
 /// Parses TOML text into the raw form. The error names the key path where one can be found

@@ -5,20 +5,17 @@
 //! `pools.api.backends[1].address`) instead of stopping at the first; it never binds sockets or
 //! touches running state.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::file::{
-    RawBackend, RawCertificate, RawConfig, RawListener, RawPool, RawRoute, RawTls, key_segment,
-};
+use super::file::{RawCertificate, RawConfig, RawListener, RawRoute, RawTls};
 use super::{
     AdminSettings, BuildContext, ConfigError, ConfigErrors, HttpLimits, Listener, ListenerTls,
     LogFormat, PoolId, Route, ServerSettings, Snapshot,
 };
-use crate::lb::{Algorithm, Backend, Pool, PoolTimeouts};
 use crate::tls::certs::{CertError, NamedKey};
 
 /// Default number of entries of the shared TLS 1.2 session-ID cache (`server.tls_session_cache`).
@@ -26,7 +23,7 @@ pub const DEFAULT_TLS_SESSION_CACHE: usize = 20_480;
 /// Default admin API address (`admin.listen`).
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
 
-// Defaults of the other keys (config/levee.toml documents each).
+// Defaults of the other keys (config/levee.toml documents each; pool keys: see `pool`, `policy`).
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 const BACKLOG: u32 = 1024;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -34,16 +31,15 @@ const MAX_HEADER_BYTES: usize = 64 * 1024;
 const MAX_BODY_BYTES: u64 = 100 * 1024 * 1024;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 // Accepted ranges. hyper refuses a read buffer under 8 KiB, and the head limit is that buffer.
 const WORKERS_RANGE: (i64, i64) = (1, 1024);
 const BACKLOG_RANGE: (i64, i64) = (1, 65_535);
 const SESSION_CACHE_RANGE: (i64, i64) = (1, 10_000_000);
 const HEADER_BYTES_RANGE: (i64, i64) = (8 * 1024, 1024 * 1024);
-const WEIGHT_RANGE: (i64, i64) = (1, 65_535);
+
+mod policy;
+mod pool;
 
 type PoolIndex = HashMap<String, PoolId>;
 
@@ -60,7 +56,7 @@ pub fn build(raw: RawConfig, source: &str, ctx: &BuildContext) -> Result<Snapsho
     let admin = admin_settings(&raw, &mut Scope::new(&mut errs, "admin"));
     check_listener_identity(&raw, &mut Scope::new(&mut errs, ""));
     let listeners = build_listeners(&raw.listeners, &pool_index, ctx, &mut errs);
-    let pools = build_pools(&raw.pools, &mut errs);
+    let pools = pool::build_pools(&raw.pools, &mut errs);
     match (server, admin, listeners, pools) {
         (Some(server), Some(admin), Some(listeners), Some(pools)) if errs.is_empty() => {
             Ok(Snapshot {
@@ -493,103 +489,6 @@ fn load_cert(s: &mut Scope<'_>, raw: &RawCertificate, ctx: &BuildContext) -> Opt
             s.add(field, e.to_string());
         })
         .ok()
-}
-
-fn build_pools(
-    raw: &BTreeMap<String, RawPool>,
-    errs: &mut Vec<ConfigError>,
-) -> Option<Vec<Arc<Pool>>> {
-    let built: Vec<Option<Arc<Pool>>> = raw
-        .iter()
-        .map(|(name, p)| build_pool(&mut Scope::new(errs, pool_key(name)), name, p).map(Arc::new))
-        .collect();
-    built.into_iter().collect()
-}
-
-/// `pools.api`, or `pools."a.b"` when the name is not a bare TOML key.
-fn pool_key(name: &str) -> String {
-    format!("pools.{}", key_segment(name))
-}
-
-fn build_pool(s: &mut Scope<'_>, name: &str, raw: &RawPool) -> Option<Pool> {
-    if name.trim().is_empty() {
-        s.add("", "pool name must not be empty");
-    }
-    let algorithm = match raw.algorithm.as_deref() {
-        None | Some("round_robin") => Some(Algorithm::RoundRobin),
-        Some(other) => {
-            let reason = format!("unknown algorithm \"{other}\" (expected \"round_robin\")");
-            s.add("algorithm", reason);
-            None
-        }
-    };
-    let connect = s.timeout(
-        "connect_timeout",
-        raw.connect_timeout.as_deref(),
-        CONNECT_TIMEOUT,
-    );
-    let response = raw.response_timeout.as_deref();
-    let response = s.timeout("response_timeout", response, RESPONSE_TIMEOUT);
-    let idle = s.timeout(
-        "idle_timeout",
-        raw.idle_timeout.as_deref(),
-        POOL_IDLE_TIMEOUT,
-    );
-    let backends = build_backends(s, &raw.backends);
-    Some(Pool {
-        name: name.to_string(),
-        backends: backends?,
-        balancer: algorithm?.build(),
-        timeouts: PoolTimeouts {
-            connect: connect?,
-            response: response?,
-            idle: idle?,
-        },
-    })
-}
-
-fn build_backends(s: &mut Scope<'_>, raw: &[RawBackend]) -> Option<Vec<Backend>> {
-    if raw.is_empty() {
-        s.add("backends", "a pool needs at least one backend");
-        return None;
-    }
-    let mut seen: HashMap<SocketAddr, usize> = HashMap::new();
-    let mut backends = Some(Vec::with_capacity(raw.len()));
-    for (i, b) in raw.iter().enumerate() {
-        let mut s = s.child(&format!("backends[{i}]"));
-        let address = backend_address(&mut s, &b.address);
-        if let Some(addr) = address {
-            match seen.get(&addr) {
-                Some(first) => s.add(
-                    "address",
-                    format!("duplicate backend {addr} (also backends[{first}])"),
-                ),
-                None => drop(seen.insert(addr, i)),
-            }
-        }
-        let weight = s.int("weight", b.weight, 1u32, WEIGHT_RANGE);
-        match (address, weight, backends.as_mut()) {
-            (Some(a), Some(w), Some(list)) => list.push(Backend::new(a, w)),
-            _ => backends = None,
-        }
-    }
-    backends
-}
-
-fn backend_address(s: &mut Scope<'_>, text: &str) -> Option<SocketAddr> {
-    let addr = s.addr("address", text)?;
-    let problem = if addr.port() == 0 {
-        "port 0 cannot be connected to"
-    } else if addr.ip().is_unspecified() {
-        "an unspecified address (0.0.0.0 or ::) cannot be connected to"
-    } else {
-        return Some(addr);
-    };
-    s.add(
-        "address",
-        format!("invalid backend address \"{text}\": {problem}"),
-    );
-    None
 }
 
 // The tests live in validate/tests.rs to keep this file about the rules.

@@ -3,17 +3,40 @@
 //! Picking takes no lock and allocates nothing. Per-backend state is shared by every worker
 //! through `Arc<BackendState>` (atomics only). Algorithms live one per file behind `Balancer`.
 
+mod backend;
+pub mod clock;
+pub mod hash;
+pub mod health;
+mod least_conn;
+mod maglev;
+pub mod outlier;
+mod p2c;
+mod policy;
 mod pool;
+pub mod queue;
+pub mod retry;
 mod round_robin;
+mod weighted;
 
-pub use pool::{Algorithm, Backend, BackendState, InFlight, Pool, PoolTimeouts};
+pub use backend::{Backend, BackendState, InFlight};
+pub use hash::{parse_hash_key, request_hash};
+pub use least_conn::LeastConn;
+pub use maglev::Maglev;
+pub use p2c::P2c;
+pub use policy::{
+    ConnectionLimits, HashKey, HealthCheck, HealthProbe, OutlierDetection, PoolPolicy, RetryPolicy,
+};
+pub use pool::{Algorithm, Pool, PoolTimeouts};
 pub use round_robin::RoundRobin;
+pub use weighted::Weighted;
 
-/// What a balancer may look at when picking (grows with hash keys, client address, ...).
+/// What a balancer may look at when picking.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PickContext {
     /// Client address, when known.
     pub client: Option<std::net::IpAddr>,
+    /// Hash of the pool's `hash_key` for this request (used by `maglev`).
+    pub hash: Option<u64>,
 }
 
 /// A load-balancing algorithm over a fixed list of backends.

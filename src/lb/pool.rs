@@ -1,26 +1,77 @@
 //! A named pool of backends, its algorithm and its upstream timeouts.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::{Balancer, PickContext, RoundRobin};
+use super::queue::WaitQueue;
+use super::retry::RetryBudget;
+use super::{
+    Backend, Balancer, LeastConn, Maglev, P2c, PickContext, PoolPolicy, RoundRobin, Weighted,
+};
 
 /// Load-balancing algorithm names accepted in `pools.NAME.algorithm`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Algorithm {
-    /// Each backend in turn.
+    /// `round_robin`: each usable backend in turn.
     #[default]
     RoundRobin,
+    /// `weighted`: smooth weighted round robin (nginx's), by `weight`.
+    Weighted,
+    /// `least_conn`: fewest requests in flight per unit of weight, across all workers.
+    LeastConn,
+    /// `p2c`: power of two random choices on in-flight requests times latency EWMA.
+    P2c,
+    /// `maglev`: consistent hashing of the pool's `hash_key` with a Maglev table.
+    Maglev,
 }
 
 impl Algorithm {
-    /// Builds a fresh balancer for this algorithm.
-    pub fn build(self) -> Box<dyn Balancer> {
+    /// Every algorithm, in documentation order.
+    pub const ALL: [Algorithm; 5] = [
+        Algorithm::RoundRobin,
+        Algorithm::Weighted,
+        Algorithm::LeastConn,
+        Algorithm::P2c,
+        Algorithm::Maglev,
+    ];
+
+    /// The accepted names, for error messages: `"round_robin", "weighted", ...`.
+    pub const NAMES: &'static str =
+        "\"round_robin\", \"weighted\", \"least_conn\", \"p2c\", \"maglev\"";
+
+    /// The algorithm called `name` in a config file, if any.
+    pub fn parse(name: &str) -> Option<Algorithm> {
+        Self::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    /// The name of this algorithm in a config file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::RoundRobin => "round_robin",
+            Algorithm::Weighted => "weighted",
+            Algorithm::LeastConn => "least_conn",
+            Algorithm::P2c => "p2c",
+            Algorithm::Maglev => "maglev",
+        }
+    }
+
+    /// Builds a fresh balancer for this algorithm over `backends`. Tables (`weighted`'s
+    /// cycle, `maglev`'s lookup table) are precomputed here, off the hot path; `policy`
+    /// supplies the `slow_start` window.
+    pub fn build(self, backends: &[Backend], policy: &PoolPolicy) -> Box<dyn Balancer> {
+        let slow_start = policy.slow_start;
         match self {
             Algorithm::RoundRobin => Box::new(RoundRobin::new()),
+            Algorithm::Weighted => Box::new(Weighted::new(backends, slow_start)),
+            Algorithm::LeastConn => Box::new(LeastConn::new(backends, slow_start)),
+            Algorithm::P2c => Box::new(P2c::new(backends, slow_start)),
+            Algorithm::Maglev => Box::new(Maglev::new(backends)),
         }
+    }
+}
+
+impl std::fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -35,102 +86,6 @@ pub struct PoolTimeouts {
     pub idle: Duration,
 }
 
-/// Mutable per-backend state shared by every worker (atomics only).
-#[derive(Debug)]
-pub struct BackendState {
-    up: AtomicBool,
-    in_flight: AtomicU64,
-    requests: AtomicU64,
-    failures: AtomicU64,
-}
-
-impl Default for BackendState {
-    fn default() -> Self {
-        Self {
-            up: AtomicBool::new(true),
-            in_flight: AtomicU64::new(0),
-            requests: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
-        }
-    }
-}
-
-impl BackendState {
-    /// Whether the backend may receive new requests.
-    pub fn is_usable(&self) -> bool {
-        self.up.load(Ordering::Relaxed)
-    }
-
-    /// Marks the backend up or down.
-    pub fn set_up(&self, up: bool) {
-        self.up.store(up, Ordering::Relaxed);
-    }
-
-    /// Counts a request start; the returned guard counts its end.
-    pub fn begin_request(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        InFlight(Arc::clone(self))
-    }
-
-    /// Counts a failed request (connect error, reset, timeout).
-    pub fn record_failure(&self) {
-        self.failures.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Requests currently in flight across all workers.
-    pub fn in_flight(&self) -> u64 {
-        self.in_flight.load(Ordering::Relaxed)
-    }
-
-    /// Requests started in total.
-    pub fn requests(&self) -> u64 {
-        self.requests.load(Ordering::Relaxed)
-    }
-
-    /// Failed requests in total.
-    pub fn failures(&self) -> u64 {
-        self.failures.load(Ordering::Relaxed)
-    }
-}
-
-/// Decrements the backend's in-flight count when dropped.
-#[derive(Debug)]
-pub struct InFlight(Arc<BackendState>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// One backend server of a pool.
-#[derive(Debug, Clone)]
-pub struct Backend {
-    /// Backend address.
-    pub address: SocketAddr,
-    /// Relative weight (used by weighted algorithms).
-    pub weight: u32,
-    /// The `Host`-style authority string, prebuilt (used when the client sent no Host).
-    pub authority: http::HeaderValue,
-    /// Shared mutable state.
-    pub state: Arc<BackendState>,
-}
-
-impl Backend {
-    /// A backend with fresh state.
-    pub fn new(address: SocketAddr, weight: u32) -> Self {
-        let authority = http::HeaderValue::from_str(&address.to_string())
-            .unwrap_or_else(|_| http::HeaderValue::from_static("localhost"));
-        Self {
-            address,
-            weight,
-            authority,
-            state: Arc::new(BackendState::default()),
-        }
-    }
-}
-
 /// A named group of backends behind one balancer.
 #[derive(Debug)]
 pub struct Pool {
@@ -142,13 +97,118 @@ pub struct Pool {
     pub balancer: Box<dyn Balancer>,
     /// Upstream timeouts.
     pub timeouts: PoolTimeouts,
+    /// Hashing, health checks, outlier detection, retries, limits.
+    pub policy: PoolPolicy,
+    /// Retry budget shared by all workers.
+    pub budget: RetryBudget,
+    /// Requests waiting for a backend slot (`max_connections`).
+    pub queue: WaitQueue,
 }
 
 impl Pool {
+    /// A pool with fresh runtime state (retry budget, empty queue).
+    pub fn new(
+        name: String,
+        backends: Vec<Backend>,
+        balancer: Box<dyn Balancer>,
+        timeouts: PoolTimeouts,
+        policy: PoolPolicy,
+    ) -> Self {
+        Self {
+            budget: RetryBudget::new(&policy.retry),
+            queue: WaitQueue::default(),
+            name,
+            backends,
+            balancer,
+            timeouts,
+            policy,
+        }
+    }
+
     /// Picks a backend for one request.
     pub fn pick(&self, ctx: &PickContext) -> Option<&Backend> {
         self.balancer
             .pick(&self.backends, ctx)
             .and_then(|i| self.backends.get(i))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backends(n: usize) -> Vec<Backend> {
+        (0..n)
+            .map(|i| {
+                Backend::new(
+                    format!("127.0.0.1:{}", 2000 + i).parse().unwrap(),
+                    1 + i as u32,
+                )
+            })
+            .collect()
+    }
+
+    fn contexts() -> [PickContext; 3] {
+        let client = Some("192.0.2.1".parse().unwrap());
+        [
+            PickContext::default(),
+            PickContext { client, hash: None },
+            PickContext {
+                client,
+                hash: Some(42),
+            },
+        ]
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for a in Algorithm::ALL {
+            assert_eq!(Algorithm::parse(a.name()), Some(a));
+            assert!(Algorithm::NAMES.contains(&format!("\"{a}\"")));
+        }
+        assert_eq!(Algorithm::parse("roundrobin"), None);
+        assert_eq!(Algorithm::parse("Maglev"), None);
+        assert_eq!(Algorithm::default(), Algorithm::RoundRobin);
+    }
+
+    #[test]
+    fn every_algorithm_skips_unusable_backends() {
+        for a in Algorithm::ALL {
+            let b = backends(5);
+            let balancer = a.build(&b, &PoolPolicy::default());
+            b[1].state.set_healthy(false);
+            b[3].state.set_healthy(false);
+            for ctx in contexts() {
+                for _ in 0..500 {
+                    let i = balancer.pick(&b, &ctx);
+                    assert!(matches!(i, Some(0 | 2 | 4)), "{a} picked {i:?}");
+                }
+            }
+            for x in &b {
+                x.state.set_healthy(false);
+            }
+            for ctx in contexts() {
+                assert_eq!(balancer.pick(&b, &ctx), None, "{a}, all down");
+            }
+            let empty = a.build(&[], &PoolPolicy::default());
+            assert_eq!(empty.pick(&[], &PickContext::default()), None, "{a}, empty");
+        }
+    }
+
+    #[test]
+    fn every_algorithm_reaches_every_backend() {
+        for a in Algorithm::ALL {
+            let b = backends(4);
+            let balancer = a.build(&b, &PoolPolicy::default());
+            let mut seen = [false; 4];
+            for k in 0..4_000u64 {
+                let ctx = PickContext {
+                    client: None,
+                    hash: Some(k),
+                };
+                seen[balancer.pick(&b, &ctx).unwrap()] = true;
+            }
+            assert_eq!(seen, [true; 4], "{a}");
+        }
     }
 }

@@ -56,12 +56,12 @@ mod tests {
     fn skips_down_backends() {
         let rr = RoundRobin::new();
         let b = backends(3);
-        b[1].state.set_up(false);
+        b[1].state.set_healthy(false);
         for _ in 0..10 {
             assert_ne!(rr.pick(&b, &PickContext::default()), Some(1));
         }
-        b[0].state.set_up(false);
-        b[2].state.set_up(false);
+        b[0].state.set_healthy(false);
+        b[2].state.set_healthy(false);
         assert_eq!(rr.pick(&b, &PickContext::default()), None);
         let _ = Arc::clone(&b[0].state);
     }

@@ -23,7 +23,7 @@ pub struct BodyTooLarge {
 /// The client's request body on its way upstream: counted and capped.
 #[derive(Debug)]
 pub struct RequestBody {
-    inner: Incoming,
+    inner: Option<Incoming>,
     limit: u64,
     seen: Rc<Cell<u64>>,
 }
@@ -31,7 +31,20 @@ pub struct RequestBody {
 impl RequestBody {
     /// Wraps `inner`; `seen` receives the number of bytes passed so far.
     pub fn new(inner: Incoming, limit: u64, seen: Rc<Cell<u64>>) -> Self {
-        Self { inner, limit, seen }
+        Self {
+            inner: Some(inner),
+            limit,
+            seen,
+        }
+    }
+
+    /// An empty body (a retried request that had none).
+    pub fn empty(seen: Rc<Cell<u64>>) -> Self {
+        Self {
+            inner: None,
+            limit: 0,
+            seen,
+        }
     }
 }
 
@@ -43,7 +56,10 @@ impl Body for RequestBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let frame = match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => frame,
             Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(Box::new(e)))),
             Poll::Ready(None) => return Poll::Ready(None),
@@ -61,11 +77,13 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Incoming::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Incoming::size_hint)
     }
 }
 

@@ -8,6 +8,12 @@ pub enum ProxyError {
     /// The route's pool has no usable backend.
     #[error("no backend available")]
     NoBackend,
+    /// Every backend is at `max_connections` and the pool's queue is full.
+    #[error("pool queue full")]
+    QueueFull,
+    /// No backend slot freed up within `queue_timeout`.
+    #[error("timed out in the pool queue")]
+    QueueTimeout,
     /// TCP connect to the backend was refused or failed.
     #[error("upstream connect failed: {0}")]
     Connect(std::io::Error),
@@ -32,7 +38,9 @@ impl ProxyError {
     /// The status code answered to the client.
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::NoBackend => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::NoBackend | ProxyError::QueueFull | ProxyError::QueueTimeout => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProxyError::Connect(_) | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ProxyError::ConnectTimeout | ProxyError::ResponseTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -55,6 +63,8 @@ impl ProxyError {
     pub fn body_text(&self) -> &'static str {
         match self {
             ProxyError::NoBackend => "503 Service Unavailable: no backend available\n",
+            ProxyError::QueueFull => "503 Service Unavailable: every backend is busy\n",
+            ProxyError::QueueTimeout => "503 Service Unavailable: no backend freed up in time\n",
             ProxyError::Connect(_) => "502 Bad Gateway: could not connect to the backend\n",
             ProxyError::Upstream(_) => "502 Bad Gateway: the backend connection failed\n",
             ProxyError::ConnectTimeout => "504 Gateway Timeout: backend connect timed out\n",

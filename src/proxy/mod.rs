@@ -5,6 +5,7 @@
 //! streams are spawned with `spawn_local`, so nothing on this path is shared across cores
 //! except the read-only snapshot and the per-backend atomics.
 
+pub mod acquire;
 pub mod body;
 pub mod conn;
 pub mod error;

@@ -7,15 +7,18 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
+use http_body::Body as _;
 use hyper::body::Incoming;
 
+use super::acquire::{Tried, acquire};
 use super::body::{OnComplete, RequestBody, ResponseBody};
 use super::conn::ConnCtx;
 use super::error::ProxyError;
 use super::headers::{rewrite_request, rewrite_response};
 use super::route::route;
+use super::upstream::{PooledSender, SendError};
 use crate::config::PoolId;
-use crate::lb::{InFlight, PickContext};
+use crate::lb::{InFlight, PickContext, outlier};
 
 /// The response type levee sends downstream.
 pub type ProxyResponse = Response<ResponseBody<RequestRecord>>;
@@ -38,6 +41,15 @@ impl Drop for RequestRecord {
     fn drop(&mut self) {
         // However the request ends (completed, failed, or cancelled by the client).
         self.conn.idle.end();
+        // Free the backend slot before waking a queued request, or it finds none.
+        if self._in_flight.take().is_some() {
+            if let Some(id) = self.pool {
+                let pool = self.conn.snapshot.pool(id);
+                if pool.policy.limits.max_connections.is_some() {
+                    pool.queue.slot_freed();
+                }
+            }
+        }
     }
 }
 
@@ -97,48 +109,127 @@ pub async fn handle(
     let pool_id = route(&conn.listener, host, req.uri().path());
     record.pool = Some(pool_id);
     let pool = conn.snapshot.pool(pool_id);
+    let hash = if pool.policy.algorithm == crate::lb::Algorithm::Maglev {
+        crate::lb::request_hash(&pool.policy.hash_key, conn.peer.ip(), req.headers())
+    } else {
+        None
+    };
     let ctx = PickContext {
         client: Some(conn.peer.ip()),
+        hash,
     };
-    let Some(backend) = pool.pick(&ctx) else {
-        return Ok(error_response(ProxyError::NoBackend, record));
+    let mut tried = Tried::default();
+    let (first, in_flight) = match acquire(pool, &ctx, &tried).await {
+        Ok(found) => found,
+        Err(e) => return Ok(error_response(e, record)),
     };
-    record.backend = Some(backend.address);
-    record._in_flight = Some(backend.state.begin_request());
-
     let (mut parts, body) = req.into_parts();
-    rewrite_request(&mut parts, &conn.client, &backend.authority);
+    rewrite_request(&mut parts, &conn.client, &pool.backends[first].authority);
+    // A bodyless idempotent request can be sent again even after a backend reset it.
+    let replay =
+        (pool.policy.retry.retries > 0 && body.is_end_stream() && is_idempotent(&parts.method))
+            .then(|| parts.clone());
     let body = RequestBody::new(body, limits.max_body_bytes, Rc::clone(&record.bytes_in));
-    let upstream_req = Request::from_parts(parts, body);
-    let sent_at = Instant::now();
-    let result = conn
-        .worker
-        .upstream
-        .send(backend.address, upstream_req, &pool.timeouts)
-        .await;
-    match result {
-        Ok((resp, pooled)) => {
-            conn.worker
-                .shard
-                .upstream_latency(conn.country, sent_at.elapsed());
-            let (mut parts, body) = resp.into_parts();
-            rewrite_response(&mut parts);
-            record.status = parts.status;
-            Ok(Response::from_parts(
-                parts,
-                ResponseBody::upstream(body, pooled, record),
-            ))
-        }
-        Err(e) => {
-            if e.is_upstream() {
-                backend.state.record_failure();
-                tracing::warn!(backend = %backend.address, pool = %pool.name, error = %e, "upstream request failed");
-            } else {
-                tracing::debug!(error = %e, "request failed on the client side");
+    pool.budget.deposit(&pool.policy.retry);
+    let mut attempt = Attempt {
+        index: first,
+        in_flight,
+        req: Request::from_parts(parts, body),
+    };
+    let mut retries_left = pool.policy.retry.retries;
+    loop {
+        let backend = &pool.backends[attempt.index];
+        tried.add(attempt.index);
+        record.backend = Some(backend.address);
+        let sent_at = Instant::now();
+        let result = conn
+            .worker
+            .upstream
+            .send(backend.address, attempt.req, &pool.timeouts)
+            .await;
+        let (error, unsent) = match result {
+            Ok((resp, pooled)) => {
+                let took = sent_at.elapsed();
+                if outlier::is_failure_status(pool, resp.status()) {
+                    backend.state.record_failure();
+                    outlier::on_failure(pool, attempt.index);
+                } else {
+                    backend.state.record_success(took);
+                    outlier::on_success(pool, attempt.index);
+                }
+                conn.worker.shard.upstream_latency(conn.country, took);
+                record._in_flight = Some(attempt.in_flight);
+                return Ok(upstream_response(resp, pooled, record));
             }
-            Ok(error_response(e, record))
+            Err(SendError::NotSent(e, req)) => (e, Some(*req)),
+            Err(SendError::Sent(e)) => (e, None),
+        };
+        if error.is_upstream() {
+            backend.state.record_failure();
+            outlier::on_failure(pool, attempt.index);
         }
+        tracing::debug!(backend = %backend.address, pool = %pool.name, error = %error, "upstream attempt failed");
+        drop(attempt.in_flight);
+        let retryable = matches!(
+            error,
+            ProxyError::Connect(_) | ProxyError::ConnectTimeout | ProxyError::Upstream(_)
+        );
+        let next_req = unsent.or_else(|| replay_request(replay.as_ref(), &record.bytes_in));
+        let Some(next_req) = next_req.filter(|_| retryable && retries_left > 0) else {
+            return Ok(error_response(error, record));
+        };
+        if !pool.budget.try_withdraw(&pool.policy.retry) {
+            return Ok(error_response(error, record));
+        }
+        let Ok((index, in_flight)) = acquire(pool, &ctx, &tried).await else {
+            return Ok(error_response(error, record));
+        };
+        retries_left -= 1;
+        attempt = Attempt {
+            index,
+            in_flight,
+            req: next_req,
+        };
     }
+}
+
+/// One try of a request on one backend.
+struct Attempt {
+    index: usize,
+    in_flight: InFlight,
+    req: Request<RequestBody>,
+}
+
+/// A fresh copy of a bodyless request for a retry, if it may be replayed.
+fn replay_request(
+    parts: Option<&http::request::Parts>,
+    bytes_in: &Rc<Cell<u64>>,
+) -> Option<Request<RequestBody>> {
+    let parts = parts?.clone();
+    Some(Request::from_parts(
+        parts,
+        RequestBody::empty(Rc::clone(bytes_in)),
+    ))
+}
+
+/// Methods that may be sent twice without changing their effect (RFC 9110 §9.2.2).
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// The backend's response, rewritten, streaming back to the client.
+fn upstream_response(
+    resp: Response<Incoming>,
+    pooled: PooledSender,
+    mut record: RequestRecord,
+) -> ProxyResponse {
+    let (mut parts, body) = resp.into_parts();
+    rewrite_response(&mut parts);
+    record.status = parts.status;
+    Response::from_parts(parts, ResponseBody::upstream(body, pooled, record))
 }
 
 /// The body length the client declared, if any.

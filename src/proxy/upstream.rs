@@ -98,24 +98,28 @@ impl UpstreamPool {
     ///
     /// A pooled connection that turns out closed before the request was written is
     /// discarded and the request goes out on a fresh connection, so a backend closing
-    /// idle keep-alives never costs a client request.
+    /// idle keep-alives never costs a client request. When the request was never written
+    /// (connect failed), it comes back in `SendError::NotSent` so the caller may retry it.
     pub async fn send(
         self: &Rc<Self>,
         backend: SocketAddr,
         mut req: Request<RequestBody>,
         timeouts: &PoolTimeouts,
-    ) -> Result<(Response<Incoming>, PooledSender), ProxyError> {
+    ) -> Result<(Response<Incoming>, PooledSender), SendError> {
         loop {
             let (mut sender, reused) = match self.take_idle(backend, timeouts) {
                 Some(s) => (s, true),
-                None => (connect(backend, timeouts).await?, false),
+                None => match connect(backend, timeouts).await {
+                    Ok(s) => (s, false),
+                    Err(e) => return Err(SendError::NotSent(e, Box::new(req))),
+                },
             };
             if reused && sender.ready().await.is_err() {
                 continue;
             }
             let sent = tokio::time::timeout(timeouts.response, sender.try_send_request(req)).await;
             match sent {
-                Err(_) => return Err(ProxyError::ResponseTimeout),
+                Err(_) => return Err(SendError::Sent(ProxyError::ResponseTimeout)),
                 Ok(Ok(resp)) => {
                     let pooled = PooledSender {
                         pool: Rc::clone(self),
@@ -126,11 +130,26 @@ impl UpstreamPool {
                 }
                 Ok(Err(mut e)) => match e.take_message() {
                     Some(unsent) if reused => req = unsent,
-                    _ => return Err(classify(e.into_error())),
+                    Some(unsent) => {
+                        return Err(SendError::NotSent(
+                            classify(e.into_error()),
+                            Box::new(unsent),
+                        ));
+                    }
+                    None => return Err(SendError::Sent(classify(e.into_error()))),
                 },
             }
         }
     }
+}
+
+/// Why `UpstreamPool::send` failed, and whether the request can still be sent elsewhere.
+#[derive(Debug)]
+pub enum SendError {
+    /// Nothing of the request reached the backend; here it is back.
+    NotSent(ProxyError, Box<Request<RequestBody>>),
+    /// The request was (at least partly) written, or the failure came after it.
+    Sent(ProxyError),
 }
 
 /// Opens a new HTTP/1.1 connection to `backend` and spawns its driver on this worker.

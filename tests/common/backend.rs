@@ -52,6 +52,8 @@ impl Seen {
 struct State {
     requests: AtomicU64,
     seen: Mutex<Vec<Seen>>,
+    /// Extra delay before answering any request (0: none), see `set_delay`.
+    delay_ms: AtomicU64,
 }
 
 /// A running backend; stops when dropped.
@@ -105,6 +107,34 @@ impl Backend {
             stop: Some(stop),
             thread: Some(thread),
         }
+    }
+
+    /// Starts a backend on `addr` again (e.g. where a stopped one listened), retrying the bind
+    /// for up to 5 s.
+    pub fn start_at(name: &str, addr: SocketAddr) -> Self {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match std::net::TcpListener::bind(addr) {
+                Ok(socket) => return Self::start_on(name, socket),
+                Err(e) if std::time::Instant::now() >= deadline => {
+                    panic!("cannot bind backend {name} on {addr} again: {e}")
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+
+    /// Stops the backend now: its listening socket and every connection are closed when this
+    /// returns (the same as dropping it, spelled out for tests that take a backend away).
+    pub fn stop(self) {
+        drop(self);
+    }
+
+    /// Opt-in: delays every later response by `delay` (before the path's own behaviour), to
+    /// make this backend slower than its peers. `Duration::ZERO` turns it off.
+    pub fn set_delay(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.state.delay_ms.store(ms, Ordering::SeqCst);
     }
 
     /// Number of requests received so far.
@@ -195,6 +225,10 @@ async fn answer(req: Request<Incoming>, name: &str, state: &State) -> Response<T
     };
     state.seen.lock().expect("seen lock").push(seen.clone());
     state.requests.fetch_add(1, Ordering::SeqCst);
+    let delay = state.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
     let q = query(&req);
     let mut resp = match req.uri().path() {
         "/echo" => Response::new(req.into_body().map_err(|e| Box::new(e) as BoxError).boxed()),

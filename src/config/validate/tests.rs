@@ -6,6 +6,7 @@ use std::path::Path;
 
 use super::*;
 use crate::config::{ConfigErrors, load_file, load_str};
+use crate::lb::{Algorithm, HashKey, HealthProbe};
 use crate::tls::Resumption;
 
 fn ctx(base_dir: &Path) -> BuildContext {
@@ -254,7 +255,11 @@ fn unreadable_cert_and_mismatched_key() {
 #[test]
 fn shipped_configs_load() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for file in ["config/levee.toml", "config/examples/minimal.toml"] {
+    for file in [
+        "config/levee.toml",
+        "config/examples/minimal.toml",
+        "config/examples/load_balancing.toml",
+    ] {
         let snap =
             load_file(&root.join(file), &ctx(root)).unwrap_or_else(|e| panic!("{file}: {e}"));
         assert!(
@@ -270,4 +275,218 @@ fn shipped_configs_load() {
             assert_eq!(&snap.pool(*id).name, name);
         }
     }
+}
+
+/// A config whose pool `api` has `keys` and then the sub-tables `tables`.
+fn pool_with(keys: &str, tables: &str) -> String {
+    format!(
+        "{LISTENER}[pools.api]\n{keys}\n{tables}\n\
+         [[pools.api.backends]]\naddress = \"127.0.0.1:9001\"\n\
+         [[pools.api.backends]]\naddress = \"127.0.0.1:9002\"\nweight = 3\n"
+    )
+}
+
+fn policy_of(source: &str) -> crate::lb::PoolPolicy {
+    let snap = load_str(source, &ctx(Path::new("."))).unwrap();
+    snap.pools[0].policy.clone()
+}
+
+#[test]
+fn pool_policy_defaults() {
+    let p = policy_of(&pool_with("", ""));
+    assert_eq!(p.algorithm, Algorithm::RoundRobin);
+    assert_eq!(p.hash_key, HashKey::ClientIp);
+    assert_eq!(p.retry.retries, 2);
+    assert!((p.retry.budget_ratio - 0.2).abs() < 1e-9);
+    assert_eq!(p.limits.max_connections, None);
+    assert_eq!(p.limits.queue_size, 0);
+    assert_eq!(p.limits.queue_timeout, Duration::from_secs(1));
+    assert_eq!(p.slow_start, None);
+    assert!(p.health_check.is_none() && p.outlier.is_none());
+    let p = policy_of(&pool_with(
+        "max_connections = 8",
+        "[pools.api.health_check]\n[pools.api.outlier_detection]\n",
+    ));
+    assert_eq!(p.limits.max_connections, Some(8));
+    assert_eq!(p.limits.queue_size, 100);
+    let hc = p.health_check.unwrap();
+    let http = HealthProbe::Http {
+        path: "/".into(),
+        status: 200..=399,
+    };
+    assert_eq!(hc.probe, http);
+    assert_eq!(
+        (hc.interval, hc.timeout),
+        (Duration::from_secs(2), Duration::from_secs(1))
+    );
+    assert_eq!((hc.rise, hc.fall), (2, 3));
+    let od = p.outlier.unwrap();
+    assert_eq!(od.consecutive_failures, 5);
+    assert_eq!(od.ejection_time, Duration::from_secs(30));
+    assert_eq!(od.max_ejected_percent, 50);
+    assert!(!od.include_5xx);
+}
+
+#[test]
+fn pool_policy_every_key() {
+    let keys = "algorithm = \"maglev\"\nhash_key = \"header:X-User\"\nretries = 0\n\
+                retry_budget_percent = 5\nmax_connections = 1\nqueue_size = 2\n\
+                queue_timeout = \"250ms\"\nslow_start = \"30s\"";
+    let tables = "[pools.api.health_check]\npath = \"/healthz?deep=1\"\nstatus = 204\n\
+                  interval = \"500ms\"\ntimeout = \"500ms\"\nrise = 1\nfall = 10\n\
+                  [pools.api.outlier_detection]\nconsecutive_failures = 3\n\
+                  ejection_time = \"10s\"\nmax_ejected_percent = 100\ninclude_5xx = true\n";
+    let snap = load_str(&pool_with(keys, tables), &ctx(Path::new("."))).unwrap();
+    let pool = &snap.pools[0];
+    assert_eq!(pool.backends[1].weight, 3);
+    let p = &pool.policy;
+    assert_eq!(p.algorithm, Algorithm::Maglev);
+    assert_eq!(p.hash_key, HashKey::Header("x-user".parse().unwrap()));
+    assert_eq!(p.retry.retries, 0);
+    assert!((p.retry.budget_ratio - 0.05).abs() < 1e-9);
+    let limits = &p.limits;
+    assert_eq!((limits.max_connections, limits.queue_size), (Some(1), 2));
+    assert_eq!(limits.queue_timeout, Duration::from_millis(250));
+    assert_eq!(p.slow_start, Some(Duration::from_secs(30)));
+    let hc = p.health_check.as_ref().unwrap();
+    let http = HealthProbe::Http {
+        path: "/healthz?deep=1".into(),
+        status: 204..=204,
+    };
+    assert_eq!(hc.probe, http);
+    assert_eq!((hc.rise, hc.fall), (1, 10));
+    let od = p.outlier.as_ref().unwrap();
+    assert_eq!((od.consecutive_failures, od.max_ejected_percent), (3, 100));
+    assert!(od.include_5xx);
+    let cookie = policy_of(&pool_with("hash_key = \"cookie:session\"", ""));
+    assert_eq!(cookie.hash_key, HashKey::Cookie("session".into()));
+    assert_eq!(
+        policy_of(&pool_with("slow_start = \"0s\"", "")).slow_start,
+        None
+    );
+    let tcp = "[pools.api.health_check]\ntype = \"tcp\"\n";
+    let hc = policy_of(&pool_with("", tcp)).health_check.unwrap();
+    assert_eq!(hc.probe, HealthProbe::Tcp);
+    for (status, want) in [("\"200-299\"", 200..=299), ("\"301\"", 301..=301)] {
+        let t = format!("[pools.api.health_check]\nstatus = {status}\n");
+        let hc = policy_of(&pool_with("", &t)).health_check.unwrap();
+        let HealthProbe::Http { status, .. } = hc.probe else {
+            panic!("not http")
+        };
+        assert_eq!(status, want);
+    }
+}
+
+#[test]
+fn bad_pool_keys_name_the_key() {
+    let src = pool_with(
+        "algorithm = \"random\"\nhash_key = \"ip\"\nretries = 11\nretry_budget_percent = 101\n\
+         queue_size = 3\nqueue_timeout = \"1s\"\nslow_start = \"soon\"",
+        "",
+    );
+    let key = "pools.api";
+    assert_rejects(
+        &src,
+        &format!("{key}.algorithm"),
+        "unknown algorithm \"random\"",
+    );
+    assert_rejects(&src, &format!("{key}.hash_key"), "\"ip\"");
+    assert_rejects(&src, &format!("{key}.retries"), "at most 10");
+    assert_rejects(&src, &format!("{key}.retry_budget_percent"), "at most 100");
+    assert_rejects(
+        &src,
+        &format!("{key}.queue_size"),
+        "without max_connections",
+    );
+    assert_rejects(
+        &src,
+        &format!("{key}.queue_timeout"),
+        "without max_connections",
+    );
+    assert_rejects(
+        &src,
+        &format!("{key}.slow_start"),
+        "invalid duration \"soon\"",
+    );
+    let src = pool_with(
+        "max_connections = 0\nqueue_size = -1\nqueue_timeout = \"0s\"",
+        "",
+    );
+    assert_rejects(&src, &format!("{key}.max_connections"), "at least 1");
+    assert_rejects(&src, &format!("{key}.queue_size"), "at least 0");
+    assert_rejects(&src, &format!("{key}.queue_timeout"), "greater than 0");
+    let src = pool_with("hash_key = \"header:bad header\"", "");
+    assert_rejects(&src, &format!("{key}.hash_key"), "header");
+}
+
+#[test]
+fn bad_health_checks_name_the_key() {
+    let key = "pools.api.health_check";
+    let check = |body: &str| pool_with("", &format!("[pools.api.health_check]\n{body}\n"));
+    let src =
+        check("path = \"healthz\"\nstatus = \"399-200\"\ninterval = \"0s\"\nrise = 0\nfall = 101");
+    assert_rejects(
+        &src,
+        &format!("{key}.path"),
+        "\"healthz\" is not a request path",
+    );
+    assert_rejects(&src, &format!("{key}.status"), "range is empty");
+    assert_rejects(&src, &format!("{key}.interval"), "greater than 0");
+    assert_rejects(&src, &format!("{key}.rise"), "at least 1");
+    assert_rejects(&src, &format!("{key}.fall"), "at most 100");
+    assert_rejects(
+        &check("status = 700"),
+        &format!("{key}.status"),
+        "100 to 599",
+    );
+    assert_rejects(
+        &check("status = \"2xx\""),
+        &format!("{key}.status"),
+        "\"2xx\"",
+    );
+    let src = check("interval = \"1s\"\ntimeout = \"2s\"");
+    assert_rejects(
+        &src,
+        &format!("{key}.timeout"),
+        "not be longer than interval (1s)",
+    );
+    assert_rejects(&check("type = \"udp\""), &format!("{key}.type"), "\"udp\"");
+    let src = check("type = \"tcp\"\npath = \"/\"\nstatus = 200");
+    assert_rejects(&src, &format!("{key}.path"), "only to type = \"http\"");
+    assert_rejects(&src, &format!("{key}.status"), "only to type = \"http\"");
+    // Type errors come from the TOML layer, still with the key path.
+    let needle = "expected a status code";
+    assert_rejects(&check("status = true"), &format!("{key}.status"), needle);
+    assert_rejects(
+        &check("rise = \"2\""),
+        &format!("{key}.rise"),
+        "invalid type",
+    );
+    assert_rejects(
+        &check("bogus = 1"),
+        &format!("{key}.bogus"),
+        "unknown field",
+    );
+}
+
+#[test]
+fn bad_outlier_detection_names_the_key() {
+    let key = "pools.api.outlier_detection";
+    let od = |body: &str| pool_with("", &format!("[pools.api.outlier_detection]\n{body}\n"));
+    let src = od("consecutive_failures = 0\nejection_time = \"x\"\nmax_ejected_percent = 0");
+    assert_rejects(&src, &format!("{key}.consecutive_failures"), "at least 1");
+    assert_rejects(
+        &src,
+        &format!("{key}.ejection_time"),
+        "invalid duration \"x\"",
+    );
+    assert_rejects(&src, &format!("{key}.max_ejected_percent"), "at least 1");
+    let src = od("max_ejected_percent = 101\nejection_time = \"0s\"");
+    assert_rejects(&src, &format!("{key}.max_ejected_percent"), "at most 100");
+    assert_rejects(&src, &format!("{key}.ejection_time"), "greater than 0");
+    assert_rejects(
+        &od("include_5xx = \"yes\""),
+        &format!("{key}.include_5xx"),
+        "invalid type",
+    );
 }

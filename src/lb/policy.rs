@@ -1,0 +1,113 @@
+//! Per-pool policy: hashing key, health checks, outlier detection, retries, queueing.
+//!
+//! Typed values only; `config::validate` builds them from `[pools.NAME]`.
+
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use http::HeaderName;
+
+/// What `maglev` hashes to choose a backend (`pools.NAME.hash_key`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum HashKey {
+    /// The client IP address.
+    #[default]
+    ClientIp,
+    /// The value of a request header (`header:NAME`).
+    Header(HeaderName),
+    /// The value of a cookie (`cookie:NAME`).
+    Cookie(String),
+}
+
+/// How a health check probes a backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthProbe {
+    /// `GET path` over HTTP/1.1; healthy when the status is in `status`.
+    Http {
+        /// Request path.
+        path: String,
+        /// Accepted status codes.
+        status: RangeInclusive<u16>,
+    },
+    /// A TCP connect.
+    Tcp,
+}
+
+/// `[pools.NAME.health_check]`: active checks, run once per process on the control thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// What to probe.
+    pub probe: HealthProbe,
+    /// Time between probes of one backend.
+    pub interval: Duration,
+    /// Time allowed for one probe.
+    pub timeout: Duration,
+    /// Consecutive successes that bring a down backend back.
+    pub rise: u32,
+    /// Consecutive failures that take an up backend out.
+    pub fall: u32,
+}
+
+/// `[pools.NAME.outlier_detection]`: passive ejection on consecutive failures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutlierDetection {
+    /// Consecutive failures (connect errors, resets, timeouts; 5xx if `include_5xx`) that eject.
+    pub consecutive_failures: u32,
+    /// First ejection time; doubles for each further ejection while the backend keeps failing.
+    pub ejection_time: Duration,
+    /// Most ejections in force at once, as a percentage of the pool's backends.
+    pub max_ejected_percent: u8,
+    /// Whether 5xx responses count as failures.
+    pub include_5xx: bool,
+}
+
+/// Retry settings of a pool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Retries per request on another backend (default 2).
+    pub retries: u32,
+    /// Retries may add at most this fraction of the pool's requests (default 0.2).
+    pub budget_ratio: f64,
+    /// Retries always allowed per second regardless of the ratio, so a quiet pool can retry.
+    pub budget_min_per_sec: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            retries: 2,
+            budget_ratio: 0.2,
+            budget_min_per_sec: 10,
+        }
+    }
+}
+
+/// Connection limits: per-backend `max_connections` and the pool's wait queue.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConnectionLimits {
+    /// Most requests in flight per backend (across all workers); `None` = unlimited.
+    pub max_connections: Option<u32>,
+    /// Requests that may wait for a free slot; beyond it: 503.
+    pub queue_size: u32,
+    /// How long a request may wait in the queue before 503.
+    pub queue_timeout: Duration,
+}
+
+/// Everything a pool does besides picking.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PoolPolicy {
+    /// The algorithm the pool's balancer was built from (`pools.NAME.algorithm`), for display.
+    pub algorithm: super::Algorithm,
+    /// Key hashed by `maglev`.
+    pub hash_key: HashKey,
+    /// Active health checks; `None` = backends are assumed healthy.
+    pub health_check: Option<HealthCheck>,
+    /// Passive outlier detection; `None` = off.
+    pub outlier: Option<OutlierDetection>,
+    /// Retries and their budget.
+    pub retry: RetryPolicy,
+    /// Per-backend limits and the queue.
+    pub limits: ConnectionLimits,
+    /// A recovered backend's weight ramps from ~0 to full over this window.
+    pub slow_start: Option<Duration>,
+}
