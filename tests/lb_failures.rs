@@ -6,41 +6,9 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// A backend that accepts TCP connections and resets them at once, counting each one.
-struct Resetter {
-    addr: SocketAddr,
-    accepted: Arc<AtomicU64>,
-}
-
-impl Resetter {
-    fn start() -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let accepted = Arc::new(AtomicU64::new(0));
-        let count = Arc::clone(&accepted);
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { break };
-                count.fetch_add(1, Ordering::Relaxed);
-                // SO_LINGER 0: close with RST, as a crashing backend would.
-                let sock = socket2::SockRef::from(&stream);
-                let _ = sock.set_linger(Some(Duration::ZERO));
-                drop(stream);
-            }
-        });
-        Self { addr, accepted }
-    }
-
-    fn accepted(&self) -> u64 {
-        self.accepted.load(Ordering::Relaxed)
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_budget_caps_attempts_when_every_backend_fails() {

@@ -6,67 +6,9 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
-use serde_json::Value;
-
-/// Slack for scheduling and for polling `/pools` on a loaded 2-core machine.
-const SLACK: Duration = Duration::from_millis(1000);
-
-/// `[server]` for tests with the admin API on an ephemeral loopback port.
-fn server_with_admin() -> String {
-    server_toml(2).replace("listen = \"off\"", "listen = \"127.0.0.1:0\"")
-}
-
-/// `GET /pools` from the admin API, parsed.
-async fn pools(levee: &Levee) -> Value {
-    let admin = levee.running().admin_addr().expect("admin API enabled");
-    let mut c = Conn::plain(admin, Proto::H1).await;
-    let reply = c.get("/pools").await;
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    assert_eq!(reply.header("content-type"), Some("application/json"));
-    serde_json::from_slice(&reply.body).expect("/pools is JSON")
-}
-
-/// The `/pools` entry of backend `addr` in pool `pool`.
-fn backend_entry(doc: &Value, pool: &str, addr: SocketAddr) -> Value {
-    let pool = doc["pools"]
-        .as_array()
-        .and_then(|p| p.iter().find(|p| p["name"] == pool))
-        .unwrap_or_else(|| panic!("no pool {pool} in {doc}"));
-    let addr = addr.to_string();
-    pool["backends"]
-        .as_array()
-        .and_then(|b| b.iter().find(|b| b["address"] == addr.as_str()))
-        .unwrap_or_else(|| panic!("no backend {addr} in {doc}"))
-        .clone()
-}
-
-/// Polls `/pools` until backend `addr` of `pool` is in `state`; returns how long that took.
-async fn wait_state(
-    levee: &Levee,
-    pool: &str,
-    addr: SocketAddr,
-    state: &str,
-    within: Duration,
-) -> Duration {
-    let started = Instant::now();
-    loop {
-        let entry = backend_entry(&pools(levee).await, pool, addr);
-        if entry["state"] == state {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < within,
-            "{addr} not {state} within {within:?}: {entry}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_check_takes_a_dead_backend_out_and_puts_it_back() {
@@ -138,35 +80,6 @@ async fn tcp_check_marks_a_closed_port_down() {
     .await;
     let doc = pools(&levee).await;
     assert_eq!(backend_entry(&doc, "web", a.addr)["state"], "up");
-}
-
-/// A backend that accepts TCP connections and resets them at once, counting each one.
-struct Resetter {
-    addr: SocketAddr,
-    accepted: Arc<AtomicU64>,
-}
-
-impl Resetter {
-    fn start() -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let accepted = Arc::new(AtomicU64::new(0));
-        let count = Arc::clone(&accepted);
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { break };
-                count.fetch_add(1, Ordering::Relaxed);
-                // SO_LINGER 0: close with RST, as a crashing backend would.
-                let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
-                drop(stream);
-            }
-        });
-        Self { addr, accepted }
-    }
-
-    fn accepted(&self) -> u64 {
-        self.accepted.load(Ordering::Relaxed)
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,6 +4,10 @@
 //! `budget_ratio` of a token, every retry withdraws one whole token, and a small floor of
 //! `budget_min_per_sec` tokens is added each second so a quiet pool can still retry. A pool
 //! whose backends all fail therefore cannot multiply its load: retries stay within the ratio.
+//!
+//! A retry after a refused connect (nothing listens: the backend died) does not withdraw: it
+//! put no load on any backend, and when one of N backends dies 1/N of the traffic meets it,
+//! more than any sane ratio, until health checks take it out. `retries` still bounds it.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 

@@ -48,6 +48,11 @@ impl ProxyError {
         }
     }
 
+    /// Whether the backend refused the TCP connect (nothing listens there).
+    pub fn is_connect_refused(&self) -> bool {
+        matches!(self, ProxyError::Connect(e) if e.kind() == std::io::ErrorKind::ConnectionRefused)
+    }
+
     /// Whether the backend is to blame (counts as a backend failure).
     pub fn is_upstream(&self) -> bool {
         matches!(

@@ -178,7 +178,10 @@ pub async fn handle(
         let Some(next_req) = next_req.filter(|_| retryable && retries_left > 0) else {
             return Ok(error_response(error, record));
         };
-        if !pool.budget.try_withdraw(&pool.policy.retry) {
+        // A refused connect reached no backend and costs the pool nothing: it retries
+        // outside the budget (still bounded by `retries`).
+        let costs_the_pool = !error.is_connect_refused();
+        if costs_the_pool && !pool.budget.try_withdraw(&pool.policy.retry) {
             return Ok(error_response(error, record));
         }
         let Ok((index, in_flight)) = acquire(pool, &ctx, &tried).await else {

@@ -5,10 +5,12 @@
 
 #![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod admin;
 pub mod backend;
 pub mod body;
 pub mod client;
 pub mod pki;
+pub mod resetter;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,10 +21,12 @@ use levee::app::Running;
 use levee::stats::CountersSnapshot;
 use tempfile::TempDir;
 
+pub use admin::{SLACK, backend_entry, pools, server_with_admin, wait_state};
 pub use backend::Backend;
 pub use body::{empty, full, pattern, pattern_chunked, pattern_sha256, sha256};
 pub use client::{Conn, Proto, Reply, TlsOpts, client_config, client_config_insecure, tls_get};
 pub use pki::{Leaf, TestCa};
+pub use resetter::Resetter;
 
 /// Lower-case hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {
