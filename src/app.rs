@@ -12,6 +12,7 @@ use tracing::{info, warn};
 
 use crate::admin::{AdminState, serve_admin};
 use crate::config::{self, BuildContext, Snapshot};
+use crate::reload::{BoundListener, ReloadReport, ReloadSource, Reloader};
 use crate::runtime::{WorkerHandle, WorkerSpec, bind_reuseport_group, spawn_worker};
 use crate::stats::{CountersSnapshot, Shard, totals};
 use crate::tls::Resumption;
@@ -22,7 +23,7 @@ const COUNTRY_SLOTS: usize = 1;
 /// A running levee: its bound addresses and the handle to stop it.
 #[derive(Debug)]
 pub struct Running {
-    listeners: Vec<(String, SocketAddr)>,
+    reloader: Arc<Reloader>,
     admin: Option<SocketAddr>,
     shutdown: CancellationToken,
     workers: Vec<WorkerHandle>,
@@ -34,10 +35,21 @@ pub struct Running {
 impl Running {
     /// The bound address of the listener called `name` (real port when configured with 0).
     pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
-        self.listeners
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, a)| *a)
+        self.reloader
+            .listeners()
+            .into_iter()
+            .find(|l| l.name == name)
+            .map(|l| l.bound)
+    }
+
+    /// Reloads the config from its file now (what SIGHUP and `POST /reload` do). Blocking.
+    pub fn reload(&self) -> ReloadReport {
+        self.reloader.reload()
+    }
+
+    /// The reloader shared by every reload trigger.
+    pub fn reloader(&self) -> &Arc<Reloader> {
+        &self.reloader
     }
 
     /// The bound admin API address, if enabled.
@@ -102,11 +114,18 @@ fn context_with_cache(base_dir: &Path, session_cache: usize) -> anyhow::Result<B
         resumption: Resumption::new(session_cache).context("TLS ticketer")?,
         base_dir: base_dir.to_path_buf(),
         generation: 1,
+        previous: None,
     })
 }
 
-/// Binds every socket and starts the workers and the control thread.
+/// Binds every socket and starts the workers and the control thread, for a config that was
+/// not read from a file (it cannot be reloaded).
 pub fn start(snapshot: Snapshot) -> anyhow::Result<Running> {
+    start_with(snapshot, None)
+}
+
+/// Like `start`, with the file (and build context) reloads read from.
+pub fn start_with(snapshot: Snapshot, source: Option<ReloadSource>) -> anyhow::Result<Running> {
     let workers = snapshot.server.workers.get();
     let backlog = snapshot.server.backlog;
     let mut per_worker: Vec<Vec<(String, std::net::TcpListener)>> =
@@ -122,7 +141,11 @@ pub fn start(snapshot: Snapshot) -> anyhow::Result<Running> {
             warn!(listener = %l.name, "no certificate configured: serving a generated self-signed certificate");
         }
         info!(listener = %l.name, %addr, tls = l.tls.is_some(), "listening");
-        listeners.push((l.name.clone(), addr));
+        listeners.push(BoundListener {
+            name: l.name.clone(),
+            configured: l.listen,
+            bound: addr,
+        });
     }
     let admin_socket = match snapshot.admin.listen {
         Some(addr) => {
@@ -142,25 +165,36 @@ pub fn start(snapshot: Snapshot) -> anyhow::Result<Running> {
     );
     let config = Arc::new(ArcSwap::from_pointee(snapshot));
     let mut handles = Vec::with_capacity(workers);
+    let mut commands = Vec::with_capacity(workers);
     for (id, sockets) in per_worker.into_iter().enumerate() {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        commands.push(tx);
         handles.push(spawn_worker(WorkerSpec {
             id,
             sockets,
             config: Arc::clone(&config),
             shard: Arc::clone(&shards[id]),
             shutdown: shutdown.clone(),
+            commands: rx,
         })?);
     }
+    let reloader = Arc::new(Reloader::new(
+        source,
+        Arc::clone(&config),
+        commands,
+        listeners,
+    ));
     let state = AdminState {
         shards: Arc::clone(&shards),
         config: Arc::clone(&config),
+        reloader: Arc::clone(&reloader),
     };
     let control = spawn_control(admin_socket, state, shutdown.clone())?;
     if let Some(a) = admin {
         info!(admin = %a, "admin API listening");
     }
     Ok(Running {
-        listeners,
+        reloader,
         admin,
         shutdown,
         workers: handles,
@@ -201,27 +235,30 @@ fn spawn_control(
     Ok(handle)
 }
 
-/// Starts levee on `snapshot` and serves until SIGTERM or SIGINT, then drains and returns.
-pub fn run_config(snapshot: Snapshot) -> anyhow::Result<()> {
-    let running = start(snapshot)?;
+/// Starts levee on `snapshot` (loaded from `source`), serves until SIGTERM or SIGINT
+/// (reloading on SIGHUP), then drains and returns.
+pub fn run_config(snapshot: Snapshot, source: ReloadSource) -> anyhow::Result<()> {
+    let running = start_with(snapshot, Some(source))?;
     let token = running.shutdown_token();
     wait_then_stop(running, token)
 }
 
-/// Serves until SIGTERM/SIGINT (or `token` is cancelled), then drains and stops `running`.
+/// Serves until SIGTERM/SIGINT (or `token` is cancelled), reloading on SIGHUP, then drains
+/// and stops `running`.
 pub fn wait_then_stop(running: Running, token: CancellationToken) -> anyhow::Result<()> {
-    wait_for_signal(token)?;
+    wait_for_signal(token, running.reloader())?;
     info!("shutting down: no new connections, draining in-flight requests");
     running.stop();
     info!("stopped");
     Ok(())
 }
 
-/// Loads and validates a config file for a new process.
+/// Loads and validates a config file for a new process; returns the snapshot and the
+/// source later reloads read.
 ///
 /// The resumption state outlives every snapshot, so its cache size
 /// (`server.tls_session_cache`) is read from a first parse of the file.
-pub fn load(path: &Path) -> anyhow::Result<Snapshot> {
+pub fn load(path: &Path) -> anyhow::Result<(Snapshot, ReloadSource)> {
     let cache = std::fs::read_to_string(path)
         .ok()
         .and_then(|src| config::file::parse(&src).ok())
@@ -229,11 +266,18 @@ pub fn load(path: &Path) -> anyhow::Result<Snapshot> {
             config::validate::tls_session_cache(&raw)
         });
     let ctx = context_with_cache(Path::new("."), cache)?;
-    config::load_file(path, &ctx).map_err(|e| anyhow!("invalid config {}:\n{e}", path.display()))
+    let snapshot = config::load_file(path, &ctx)
+        .map_err(|e| anyhow!("invalid config {}:\n{e}", path.display()))?;
+    let source = ReloadSource {
+        path: path.to_path_buf(),
+        ctx,
+    };
+    Ok((snapshot, source))
 }
 
 /// Blocks until SIGTERM/SIGINT, or until `token` is cancelled elsewhere; then cancels it.
-fn wait_for_signal(token: CancellationToken) -> anyhow::Result<()> {
+/// SIGHUP reloads the config meanwhile.
+fn wait_for_signal(token: CancellationToken, reloader: &Arc<Reloader>) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -241,10 +285,21 @@ fn wait_for_signal(token: CancellationToken) -> anyhow::Result<()> {
     rt.block_on(async {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
-        tokio::select! {
-            _ = term.recv() => info!(signal = "SIGTERM", "signal received"),
-            _ = int.recv() => info!(signal = "SIGINT", "signal received"),
-            _ = token.cancelled() => {}
+        let mut hup = signal(SignalKind::hangup())?;
+        loop {
+            tokio::select! {
+                _ = term.recv() => info!(signal = "SIGTERM", "signal received"),
+                _ = int.recv() => info!(signal = "SIGINT", "signal received"),
+                _ = hup.recv() => {
+                    info!(signal = "SIGHUP", "signal received: reloading the config");
+                    let reloader = Arc::clone(reloader);
+                    // The report is logged by the reload itself.
+                    let _ = tokio::task::spawn_blocking(move || reloader.reload()).await;
+                    continue;
+                }
+                _ = token.cancelled() => {}
+            }
+            break;
         }
         token.cancel();
         Ok::<_, std::io::Error>(())

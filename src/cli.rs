@@ -47,9 +47,9 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => {
             let path = require_config(cli.config.as_deref())?;
-            let snapshot = app::load(path)?;
+            let (snapshot, source) = app::load(path)?;
             init_tracing(cli.log_level.as_deref(), snapshot.server.log_format);
-            app::run_config(snapshot)?;
+            app::run_config(snapshot, source)?;
             Ok(0)
         }
         Command::Check => check(require_config(cli.config.as_deref())?),
@@ -63,7 +63,7 @@ fn require_config(path: Option<&Path>) -> anyhow::Result<&Path> {
 
 fn check(path: &Path) -> anyhow::Result<i32> {
     match app::load(path) {
-        Ok(s) => {
+        Ok((s, _)) => {
             println!(
                 "{}: ok ({} listeners, {} pools, generation hash {:016x})",
                 path.display(),

@@ -8,6 +8,7 @@
 //! - [`tls`]: certificates and SNI, shared resumption state, the timed handshake.
 //! - [`proxy`]: per-connection HTTP serving, routing, header rewriting, upstream pool.
 //! - [`lb`]: pools, backends and balancing algorithms.
+//! - [`reload`]: hot reload: validate, bind, one atomic store.
 //! - [`stats`]: per-worker stats shards.
 //! - [`admin`]: the admin API on the control thread.
 //! - [`demo`]: built-in demo backends for `levee demo`.
@@ -19,6 +20,7 @@ pub mod config;
 pub mod demo;
 pub mod lb;
 pub mod proxy;
+pub mod reload;
 pub mod runtime;
 pub mod stats;
 pub mod tls;

@@ -1,5 +1,5 @@
-//! Admin HTTP endpoints: `GET /healthz`, `GET /stats` (totals so far) and `GET /pools`
-//! (backend state, see `pools`).
+//! Admin HTTP endpoints: `GET /healthz`, `GET /stats` (totals so far), `GET /pools`
+//! (backend state, see `pools`) and `POST /reload`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::config::Snapshot;
+use crate::reload::Reloader;
 use crate::stats::{HandshakeKind, Shard, totals};
 
 /// What the admin endpoints read.
@@ -25,6 +26,8 @@ pub struct AdminState {
     pub shards: Arc<Vec<Arc<Shard>>>,
     /// The live config.
     pub config: Arc<ArcSwap<Snapshot>>,
+    /// Reloads the config (`POST /reload`).
+    pub reloader: Arc<Reloader>,
 }
 
 /// Serves the admin API on `listener` until `shutdown` is cancelled.
@@ -44,7 +47,7 @@ pub async fn serve_admin(listener: TcpListener, state: AdminState, shutdown: Can
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(respond(&req, &state)) }
+                async move { Ok::<_, Infallible>(respond(&req, &state).await) }
             });
             let conn =
                 hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc);
@@ -55,15 +58,39 @@ pub async fn serve_admin(listener: TcpListener, state: AdminState, shutdown: Can
     }
 }
 
-fn respond(req: &Request<Incoming>, state: &AdminState) -> Response<Full<Bytes>> {
+async fn respond(req: &Request<Incoming>, state: &AdminState) -> Response<Full<Bytes>> {
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
         (&Method::GET, "/stats") => json(stats_json(state)),
         (&Method::GET, "/pools") => json(super::pools_json(&state.config.load())),
-        (_, "/healthz" | "/stats" | "/pools") => {
+        (&Method::POST, "/reload") => reload(state).await,
+        (_, "/healthz" | "/stats" | "/pools" | "/reload") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+/// `POST /reload`: 200 with the report when the new config is serving, 422 with the errors
+/// when it was refused (the running config keeps serving).
+async fn reload(state: &AdminState) -> Response<Full<Bytes>> {
+    let reloader = Arc::clone(&state.reloader);
+    // File reads and certificate parsing block: keep them off the control runtime.
+    match tokio::task::spawn_blocking(move || reloader.reload()).await {
+        Ok(report) => {
+            let status = if report.ok {
+                StatusCode::OK
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            let mut r = json(report.to_json());
+            *r.status_mut() = status;
+            r
+        }
+        Err(_) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "reload failed unexpectedly\n",
+        ),
     }
 }
 
@@ -74,6 +101,11 @@ fn stats_json(state: &AdminState) -> serde_json::Value {
         "config": {
             "generation": snapshot.generation,
             "source_hash": format!("{:016x}", snapshot.source_hash),
+            "reloads": {
+                "ok": state.reloader.stats().succeeded(),
+                "failed": state.reloader.stats().failed(),
+                "last_reload_timestamp_seconds": state.reloader.stats().last_reload_unix_seconds(),
+            },
         },
         "workers": state.shards.iter().map(|s| {
             let w = totals([s.as_ref()]);

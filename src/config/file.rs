@@ -49,6 +49,8 @@ pub struct RawServer {
     pub access_log: Option<bool>,
     /// Entries of the shared TLS 1.2 session-ID cache.
     pub tls_session_cache: Option<i64>,
+    /// Reload when the config file changes.
+    pub watch_config: Option<bool>,
 }
 
 /// `[admin]`: the admin API listener.

@@ -1,14 +1,17 @@
-//! Configuration: the TOML file (`file`), its validation into a typed `Snapshot` (`validate`).
+//! Configuration: the TOML file (`file`), its validation into a typed `Snapshot` (`validate`),
+//! and what a reload checks beyond that (`reload`).
 //!
 //! Loading reads and checks everything (certificates, keys, addresses, references) so a
 //! `Snapshot` that exists is usable as is. Errors name the key path and the reason.
 
 pub mod file;
+pub mod reload;
 pub mod snapshot;
 pub mod validate;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use snapshot::*;
 
@@ -23,6 +26,9 @@ pub struct BuildContext {
     pub base_dir: PathBuf,
     /// Generation number the new snapshot gets.
     pub generation: u64,
+    /// The running snapshot when this is a reload: backends (pool name + address) and pools
+    /// found in it keep their runtime state (health, counters, in-flight, retry budget, queue).
+    pub previous: Option<Arc<Snapshot>>,
 }
 
 /// One configuration problem: the key path (`pools.api.backends[1].address`) and the reason.

@@ -69,6 +69,10 @@ pub struct ServerSettings {
     pub log_format: LogFormat,
     /// Whether the per-request access log is written.
     pub access_log: bool,
+    /// Entries of the shared TLS 1.2 session-ID cache (sized once, at start).
+    pub tls_session_cache: usize,
+    /// Whether a change of the config file triggers a reload.
+    pub watch_config: bool,
 }
 
 /// `[admin]`: the admin API listener.

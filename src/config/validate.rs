@@ -56,7 +56,7 @@ pub fn build(raw: RawConfig, source: &str, ctx: &BuildContext) -> Result<Snapsho
     let admin = admin_settings(&raw, &mut Scope::new(&mut errs, "admin"));
     check_listener_identity(&raw, &mut Scope::new(&mut errs, ""));
     let listeners = build_listeners(&raw.listeners, &pool_index, ctx, &mut errs);
-    let pools = pool::build_pools(&raw.pools, &mut errs);
+    let pools = pool::build_pools(&raw.pools, ctx.previous.as_deref(), &mut errs);
     match (server, admin, listeners, pools) {
         (Some(server), Some(admin), Some(listeners), Some(pools)) if errs.is_empty() => {
             Ok(Snapshot {
@@ -233,13 +233,20 @@ fn server_settings(raw: &RawConfig, s: &mut Scope<'_>) -> Option<ServerSettings>
         }
     };
     let cache = raw.tls_session_cache;
-    s.int("tls_session_cache", cache, 0usize, SESSION_CACHE_RANGE);
+    let tls_session_cache = s.int(
+        "tls_session_cache",
+        cache,
+        DEFAULT_TLS_SESSION_CACHE,
+        SESSION_CACHE_RANGE,
+    );
     Some(ServerSettings {
         workers: workers.and_then(NonZeroUsize::new)?,
         shutdown_timeout: shutdown_timeout?,
         backlog: backlog?,
         log_format: log_format?,
         access_log: raw.access_log.unwrap_or(true),
+        tls_session_cache: tls_session_cache?,
+        watch_config: raw.watch_config.unwrap_or(false),
     })
 }
 

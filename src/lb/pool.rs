@@ -1,5 +1,6 @@
 //! A named pool of backends, its algorithm and its upstream timeouts.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::queue::WaitQueue;
@@ -99,10 +100,11 @@ pub struct Pool {
     pub timeouts: PoolTimeouts,
     /// Hashing, health checks, outlier detection, retries, limits.
     pub policy: PoolPolicy,
-    /// Retry budget shared by all workers.
-    pub budget: RetryBudget,
-    /// Requests waiting for a backend slot (`max_connections`).
-    pub queue: WaitQueue,
+    /// Retry budget shared by all workers (carried over by pool name on reload).
+    pub budget: Arc<RetryBudget>,
+    /// Requests waiting for a backend slot (`max_connections`; carried over by pool name, so
+    /// requests queued before a reload are woken by slots freed after it).
+    pub queue: Arc<WaitQueue>,
 }
 
 impl Pool {
@@ -115,13 +117,26 @@ impl Pool {
         policy: PoolPolicy,
     ) -> Self {
         Self {
-            budget: RetryBudget::new(&policy.retry),
-            queue: WaitQueue::default(),
+            budget: Arc::new(RetryBudget::new(&policy.retry)),
+            queue: Arc::new(WaitQueue::default()),
             name,
             backends,
             balancer,
             timeouts,
             policy,
+        }
+    }
+
+    /// Takes over the runtime state of `old`, the pool of the same name in the snapshot
+    /// being replaced: its retry budget, its wait queue, and the state of every backend
+    /// whose address is in both (health, ejection, counters, in-flight requests).
+    pub fn carry_over(&mut self, old: &Pool) {
+        self.budget = Arc::clone(&old.budget);
+        self.queue = Arc::clone(&old.queue);
+        for backend in &mut self.backends {
+            if let Some(prev) = old.backends.iter().find(|b| b.address == backend.address) {
+                backend.state = Arc::clone(&prev.state);
+            }
         }
     }
 

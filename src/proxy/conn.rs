@@ -18,6 +18,7 @@ use super::idle::IdleTracker;
 use super::service;
 use super::upstream::UpstreamPool;
 use crate::config::{HttpLimits, Listener, Snapshot};
+use crate::runtime::{LocalSnapshot, SnapshotHandle};
 use crate::stats::{CountryIdx, HandshakeKind, Shard, UNKNOWN_COUNTRY};
 use crate::tls;
 
@@ -35,6 +36,8 @@ pub struct WorkerCtx {
     pub upstream: Rc<UpstreamPool>,
     /// Cancelled when the worker starts its graceful shutdown.
     pub shutdown: CancellationToken,
+    /// The newest config snapshot, as a worker-local `Rc`.
+    pub snapshot: LocalSnapshot,
 }
 
 /// What every request on one connection shares.
@@ -42,8 +45,10 @@ pub struct WorkerCtx {
 pub struct ConnCtx {
     /// The worker serving it.
     pub worker: Rc<WorkerCtx>,
-    /// The config snapshot taken when the connection was accepted.
-    pub snapshot: Arc<Snapshot>,
+    /// The config snapshot taken when the connection was accepted. Requests route on the
+    /// newest snapshot instead, while it still has this connection's listener (see
+    /// `ConnCtx::routing`).
+    pub snapshot: Rc<SnapshotHandle>,
     /// The listener (from that snapshot) that accepted it.
     pub listener: Arc<Listener>,
     /// Client address.
@@ -54,6 +59,32 @@ pub struct ConnCtx {
     pub country: CountryIdx,
     /// Requests in flight on this connection, for the idle timeout.
     pub idle: IdleTracker,
+}
+
+impl ConnCtx {
+    /// The snapshot a new request on this connection routes on: the newest one while it
+    /// still has this connection's listener (by name), else the one the connection was
+    /// accepted with (its listener was removed by a reload; the connection drains on it).
+    pub fn routing_snapshot(&self) -> Rc<SnapshotHandle> {
+        let newest = self.worker.snapshot.current();
+        if Arc::ptr_eq(newest.arc(), self.snapshot.arc())
+            || newest.listener(&self.listener.name).is_some()
+        {
+            newest
+        } else {
+            Rc::clone(&self.snapshot)
+        }
+    }
+
+    /// This connection's listener as configured in `snapshot` (one from `routing_snapshot`).
+    pub fn listener_in<'a>(&'a self, snapshot: &'a Snapshot) -> &'a Listener {
+        if std::ptr::eq(snapshot, &**self.snapshot) {
+            return &self.listener;
+        }
+        snapshot
+            .listener(&self.listener.name)
+            .map_or(&*self.listener, |l| &**l)
+    }
 }
 
 /// Spawns hyper's per-stream h2 tasks on this worker's `LocalSet`.
@@ -86,7 +117,7 @@ impl Drop for OpenConnection {
 pub async fn serve_connection(
     tcp: TcpStream,
     peer: SocketAddr,
-    snapshot: Arc<Snapshot>,
+    snapshot: Rc<SnapshotHandle>,
     listener: Arc<Listener>,
     worker: Rc<WorkerCtx>,
 ) {
@@ -106,7 +137,7 @@ pub async fn serve_connection(
 async fn serve(
     tcp: TcpStream,
     peer: SocketAddr,
-    snapshot: Arc<Snapshot>,
+    snapshot: Rc<SnapshotHandle>,
     listener: Arc<Listener>,
     worker: Rc<WorkerCtx>,
 ) {

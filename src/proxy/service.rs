@@ -19,6 +19,7 @@ use super::route::route;
 use super::upstream::{PooledSender, SendError};
 use crate::config::PoolId;
 use crate::lb::{InFlight, PickContext, outlier};
+use crate::runtime::SnapshotHandle;
 
 /// The response type levee sends downstream.
 pub type ProxyResponse = Response<ResponseBody<RequestRecord>>;
@@ -27,6 +28,8 @@ pub type ProxyResponse = Response<ResponseBody<RequestRecord>>;
 #[derive(Debug)]
 pub struct RequestRecord {
     conn: Rc<ConnCtx>,
+    /// The snapshot this request routed on (its pool ids index into it).
+    snapshot: Rc<SnapshotHandle>,
     method: Method,
     uri: Uri,
     pool: Option<PoolId>,
@@ -44,7 +47,7 @@ impl Drop for RequestRecord {
         // Free the backend slot before waking a queued request, or it finds none.
         if self._in_flight.take().is_some() {
             if let Some(id) = self.pool {
-                let pool = self.conn.snapshot.pool(id);
+                let pool = self.snapshot.pool(id);
                 if pool.policy.limits.max_connections.is_some() {
                     pool.queue.slot_freed();
                 }
@@ -58,12 +61,12 @@ impl OnComplete for RequestRecord {
         let bytes_in = self.bytes_in.get();
         let shard = &self.conn.worker.shard;
         shard.request(self.conn.country, self.status.as_u16(), bytes_in, bytes_out);
-        if !self.conn.snapshot.server.access_log {
+        if !self.snapshot.server.access_log {
             return;
         }
         let pool = self
             .pool
-            .map_or("-", |id| self.conn.snapshot.pool(id).name.as_str());
+            .map_or("-", |id| self.snapshot.pool(id).name.as_str());
         let backend = self.backend.map(tracing::field::display);
         tracing::info!(
             target: "levee::access",
@@ -86,8 +89,10 @@ pub async fn handle(
     conn: Rc<ConnCtx>,
 ) -> Result<Response<ResponseBody<RequestRecord>>, Infallible> {
     conn.idle.begin();
+    let snapshot = conn.routing_snapshot();
     let mut record = RequestRecord {
         conn: Rc::clone(&conn),
+        snapshot: Rc::clone(&snapshot),
         method: req.method().clone(),
         uri: req.uri().clone(),
         pool: None,
@@ -97,7 +102,8 @@ pub async fn handle(
         bytes_in: Rc::new(Cell::new(0)),
         _in_flight: None,
     };
-    let limits = &conn.listener.http;
+    let listener = conn.listener_in(&snapshot);
+    let limits = &listener.http;
     if declared_length(&req).is_some_and(|len| len > limits.max_body_bytes) {
         return Ok(error_response(ProxyError::BodyTooLarge, record));
     }
@@ -106,9 +112,9 @@ pub async fn handle(
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().host());
-    let pool_id = route(&conn.listener, host, req.uri().path());
+    let pool_id = route(listener, host, req.uri().path());
     record.pool = Some(pool_id);
-    let pool = conn.snapshot.pool(pool_id);
+    let pool = snapshot.pool(pool_id);
     let hash = if pool.policy.algorithm == crate::lb::Algorithm::Maglev {
         crate::lb::request_hash(&pool.policy.hash_key, conn.peer.ip(), req.headers())
     } else {

@@ -1,7 +1,9 @@
 //! Threads: the per-core workers and their SO_REUSEPORT listening sockets.
 
 pub mod listen;
+pub mod local_snapshot;
 pub mod worker;
 
 pub use listen::bind_reuseport_group;
-pub use worker::{WorkerHandle, WorkerSpec, spawn_worker};
+pub use local_snapshot::{LocalSnapshot, SnapshotHandle};
+pub use worker::{WorkerCommand, WorkerHandle, WorkerSpec, spawn_worker};

@@ -1,7 +1,8 @@
 //! A worker: one OS thread, one current-thread tokio runtime, its own listening sockets.
 //!
 //! The worker owns its upstream pool and stats shard. It reads the config through its own
-//! `arc_swap::Cache`, so the accept path touches no shared lock.
+//! `arc_swap::Cache` (`LocalSnapshot`), so the accept path touches no shared lock. Reloads
+//! that add or remove listeners send it `WorkerCommand`s; nothing is re-bound otherwise.
 
 use std::io;
 use std::rc::Rc;
@@ -9,16 +10,22 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use arc_swap::{ArcSwap, Cache};
+use std::collections::HashMap;
+
+use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle as TaskHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::config::Snapshot;
+use crate::config::{Listener, Snapshot};
 use crate::proxy::upstream::UpstreamPool;
 use crate::proxy::{WorkerCtx, serve_connection};
 use crate::stats::Shard;
+
+use super::{LocalSnapshot, SnapshotHandle};
 
 /// How often idle upstream connections are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -38,6 +45,25 @@ pub struct WorkerSpec {
     pub shard: Arc<Shard>,
     /// Cancelled by the process to start a graceful shutdown.
     pub shutdown: CancellationToken,
+    /// Listener changes sent by reloads.
+    pub commands: mpsc::UnboundedReceiver<WorkerCommand>,
+}
+
+/// A listener change a reload asks a worker to make (after the new snapshot is stored).
+#[derive(Debug)]
+pub enum WorkerCommand {
+    /// Start accepting on this worker's socket of a new listener.
+    Listen {
+        /// Listener name.
+        name: String,
+        /// This worker's already bound SO_REUSEPORT socket.
+        socket: std::net::TcpListener,
+    },
+    /// Stop accepting on a listener and close its socket; its connections drain.
+    Unlisten {
+        /// Listener name.
+        name: String,
+    },
 }
 
 /// A running worker thread.
@@ -68,28 +94,37 @@ async fn run(spec: WorkerSpec) {
         upstream: UpstreamPool::new(),
         // Worker-local token: connections wait on it without touching a cross-core lock.
         shutdown: CancellationToken::new(),
+        snapshot: LocalSnapshot::new(Arc::clone(&spec.config)),
     });
     let connections = TaskTracker::new();
-    let mut accept_loops = Vec::new();
+    let mut accept_loops: HashMap<String, TaskHandle<()>> = HashMap::new();
     for (name, socket) in spec.sockets {
-        match TcpListener::from_std(socket) {
-            Ok(listener) => accept_loops.push(tokio::task::spawn_local(accept_loop(
-                name,
-                listener,
-                Arc::clone(&spec.config),
-                Rc::clone(&worker),
-                connections.clone(),
-            ))),
-            Err(e) => warn!(worker = spec.id, listener = %name, error = %e, "cannot use socket"),
+        listen(&mut accept_loops, name, socket, &worker, &connections);
+    }
+    let sweeper = tokio::task::spawn_local(sweep_idle(Rc::clone(&worker)));
+    let mut commands = spec.commands;
+    loop {
+        tokio::select! {
+            _ = spec.shutdown.cancelled() => break,
+            Some(command) = commands.recv() => match command {
+                WorkerCommand::Listen { name, socket } => {
+                    listen(&mut accept_loops, name, socket, &worker, &connections);
+                }
+                WorkerCommand::Unlisten { name } => {
+                    if let Some(accepting) = accept_loops.remove(&name) {
+                        // Aborting drops the socket: the kernel stops queueing connections
+                        // for it. Connections already accepted keep running.
+                        accepting.abort();
+                        debug!(worker = spec.id, listener = %name, "stopped accepting");
+                    }
+                }
+            },
         }
     }
-    let sweeper =
-        tokio::task::spawn_local(sweep_idle(Rc::clone(&worker), Arc::clone(&spec.config)));
-    spec.shutdown.cancelled().await;
 
     let drain_for = spec.config.load().server.shutdown_timeout;
     worker.shutdown.cancel();
-    for l in &accept_loops {
+    for l in accept_loops.values() {
         l.abort();
     }
     connections.close();
@@ -106,14 +141,39 @@ async fn run(spec: WorkerSpec) {
     debug!(worker = spec.id, "worker stopped");
 }
 
+/// Starts accepting on `socket` for listener `name` (replacing an accept loop of that name).
+fn listen(
+    accept_loops: &mut HashMap<String, TaskHandle<()>>,
+    name: String,
+    socket: std::net::TcpListener,
+    worker: &Rc<WorkerCtx>,
+    connections: &TaskTracker,
+) {
+    match TcpListener::from_std(socket) {
+        Ok(listener) => {
+            let accepting = tokio::task::spawn_local(accept_loop(
+                name.clone(),
+                listener,
+                Rc::clone(worker),
+                connections.clone(),
+            ));
+            if let Some(old) = accept_loops.insert(name, accepting) {
+                old.abort();
+            }
+        }
+        Err(e) => warn!(worker = worker.id, listener = %name, error = %e, "cannot use socket"),
+    }
+}
+
 async fn accept_loop(
     name: String,
     listener: TcpListener,
-    config: Arc<ArcSwap<Snapshot>>,
     worker: Rc<WorkerCtx>,
     connections: TaskTracker,
 ) {
-    let mut config = Cache::new(config);
+    // The last snapshot that had this listener: a connection accepted after a reload removed
+    // the listener, but before this loop is told to stop, is still served (on it).
+    let mut last: Option<(Rc<SnapshotHandle>, Arc<Listener>)> = None;
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -125,22 +185,31 @@ async fn accept_loop(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let snapshot = Arc::clone(config.load());
-        let Some(l) = snapshot.listener(&name).cloned() else {
-            info!(listener = %name, "listener no longer configured; closing its socket");
+        let newest = worker.snapshot.current();
+        if last
+            .as_ref()
+            .is_none_or(|(seen, _)| !Rc::ptr_eq(seen, &newest))
+        {
+            if let Some(l) = newest.listener(&name) {
+                last = Some((Rc::clone(&newest), Arc::clone(l)));
+            }
+        }
+        let Some((snapshot, l)) = &last else {
+            info!(listener = %name, "listener not configured; closing its socket");
             return;
         };
+        let (snapshot, l) = (Rc::clone(snapshot), Arc::clone(l));
         connections.spawn_local(serve_connection(tcp, peer, snapshot, l, Rc::clone(&worker)));
     }
 }
 
-async fn sweep_idle(worker: Rc<WorkerCtx>, config: Arc<ArcSwap<Snapshot>>) {
-    let mut config = Cache::new(config);
+async fn sweep_idle(worker: Rc<WorkerCtx>) {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
     loop {
         tick.tick().await;
-        let max_idle = config
-            .load()
+        let max_idle = worker
+            .snapshot
+            .current()
             .pools
             .iter()
             .map(|p| p.timeouts.idle)

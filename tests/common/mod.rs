@@ -85,6 +85,23 @@ impl Levee {
         }
     }
 
+    /// The config file reloads read.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join(CONFIG_FILE)
+    }
+
+    /// Replaces the config file with `toml` (atomically: write, then rename).
+    pub fn write_config(&self, toml: &str) {
+        let tmp = write_file(self.dir.path(), "levee.toml.tmp", toml);
+        std::fs::rename(tmp, self.config_path()).expect("replace config file");
+    }
+
+    /// Writes `toml` and reloads it (blocking, as `POST /reload` does).
+    pub fn reload_with(&self, toml: &str) -> levee::reload::ReloadReport {
+        self.write_config(toml);
+        self.running().reload()
+    }
+
     /// Stops levee now and waits for its workers.
     pub fn stop(mut self) {
         if let Some(r) = self.running.take() {
@@ -101,14 +118,24 @@ impl Drop for Levee {
     }
 }
 
-/// Validates `toml` (relative paths resolve against a fresh tempdir) and starts levee on it.
+/// Name of the config file `start_levee` writes into the Levee's tempdir.
+pub const CONFIG_FILE: &str = "levee.toml";
+
+/// Writes `toml` to `levee.toml` in a fresh tempdir (relative paths resolve against it),
+/// validates it and starts levee on it; reloads read that file.
 pub fn start_levee(toml: &str) -> Levee {
     init_logs();
     let dir = tempfile::tempdir().expect("tempdir");
-    let ctx = levee::app::initial_context(dir.path()).expect("initial context");
-    let snapshot = levee::config::load_str(toml, &ctx)
-        .unwrap_or_else(|e| panic!("test config rejected:\n{e}\n--- config ---\n{toml}"));
-    let running = levee::app::start(snapshot).expect("levee start");
+    start_levee_in(dir, toml)
+}
+
+/// Like `start_levee`, in an existing directory (which may already hold certificates).
+pub fn start_levee_in(dir: TempDir, toml: &str) -> Levee {
+    init_logs();
+    let path = write_file(dir.path(), CONFIG_FILE, toml);
+    let (snapshot, source) = levee::app::load(&path)
+        .unwrap_or_else(|e| panic!("test config rejected:\n{e:#}\n--- config ---\n{toml}"));
+    let running = levee::app::start_with(snapshot, Some(source)).expect("levee start");
     Levee {
         running: Some(running),
         dir,

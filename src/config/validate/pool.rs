@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::super::file::{RawBackend, RawPool, key_segment};
 use super::{ConfigError, Scope, policy};
+use crate::config::Snapshot;
 use crate::lb::{Algorithm, Backend, Pool, PoolTimeouts};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -16,13 +17,23 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const WEIGHT_RANGE: (i64, i64) = (1, 65_535);
 
 /// Builds every pool, in name order (the order of `PoolId`s).
+/// On a reload, each pool takes over the runtime state of its namesake in `previous`
+/// (see `Pool::carry_over`).
 pub(super) fn build_pools(
     raw: &BTreeMap<String, RawPool>,
+    previous: Option<&Snapshot>,
     errs: &mut Vec<ConfigError>,
 ) -> Option<Vec<Arc<Pool>>> {
     let built: Vec<Option<Arc<Pool>>> = raw
         .iter()
-        .map(|(name, p)| build_pool(&mut Scope::new(errs, pool_key(name)), name, p).map(Arc::new))
+        .map(|(name, p)| {
+            let mut pool = build_pool(&mut Scope::new(errs, pool_key(name)), name, p)?;
+            let old = previous.and_then(|s| s.pool_index.get(name).map(|&id| s.pool(id)));
+            if let Some(old) = old {
+                pool.carry_over(old);
+            }
+            Some(Arc::new(pool))
+        })
         .collect();
     built.into_iter().collect()
 }

@@ -14,6 +14,7 @@ fn ctx(base_dir: &Path) -> BuildContext {
         resumption: Resumption::new(64).unwrap(),
         base_dir: base_dir.to_path_buf(),
         generation: 7,
+        previous: None,
     }
 }
 
