@@ -115,6 +115,7 @@ fn context_with_cache(base_dir: &Path, session_cache: usize) -> anyhow::Result<B
         base_dir: base_dir.to_path_buf(),
         generation: 1,
         previous: None,
+        generated_cert: Arc::default(),
     })
 }
 
@@ -128,6 +129,12 @@ pub fn start(snapshot: Snapshot) -> anyhow::Result<Running> {
 pub fn start_with(snapshot: Snapshot, source: Option<ReloadSource>) -> anyhow::Result<Running> {
     let workers = snapshot.server.workers.get();
     let backlog = snapshot.server.backlog;
+    info!(
+        generation = snapshot.generation,
+        source_hash = %format!("{:016x}", snapshot.source_hash),
+        workers,
+        "config loaded"
+    );
     let mut per_worker: Vec<Vec<(String, std::net::TcpListener)>> =
         (0..workers).map(|_| Vec::new()).collect();
     let mut listeners = Vec::new();
@@ -204,8 +211,10 @@ pub fn start_with(snapshot: Snapshot, source: Option<ReloadSource>) -> anyhow::R
     })
 }
 
-/// The control thread: the admin API and the active health checks (once per process, for
-/// every pool with a `health_check`); reloads and stats windows later. Runs until `shutdown`.
+/// The control thread: the admin API (`POST /reload` among it), the active health checks
+/// (once per process, for every pool with a `health_check`) and the config file watch
+/// (`reload::watch`, which follows `server.watch_config`); stats windows later. Runs until
+/// `shutdown`.
 fn spawn_control(
     admin: Option<std::net::TcpListener>,
     state: AdminState,
@@ -220,6 +229,15 @@ fn spawn_control(
             rt.block_on(async move {
                 let config = Arc::clone(&state.config);
                 let health = tokio::spawn(crate::lb::health::run(config, shutdown.clone()));
+                // Started whenever there is a file to watch; it watches only while the
+                // running config says `watch_config = true`, so a reload can turn it on.
+                let watch = state.reloader.path().is_some().then(|| {
+                    tokio::spawn(crate::reload::watch::run(
+                        Arc::clone(&state.reloader),
+                        Arc::clone(&state.config),
+                        shutdown.clone(),
+                    ))
+                });
                 if let Some(socket) = admin {
                     match tokio::net::TcpListener::from_std(socket) {
                         Ok(l) => serve_admin(l, state, shutdown).await,
@@ -229,6 +247,13 @@ fn spawn_control(
                 // Health checks run until shutdown, with or without the admin API.
                 if health.await.is_err() {
                     warn!("health checks stopped unexpectedly");
+                }
+                let watch_ended_well = match watch {
+                    Some(w) => w.await.is_ok(),
+                    None => true,
+                };
+                if !watch_ended_well {
+                    warn!("the config watch stopped unexpectedly");
                 }
             });
         })?;

@@ -1,4 +1,9 @@
-//! Command line: `run`, `check`, `demo`.
+//! Command line: `run`, `check`, `reload`, `demo`.
+//!
+//! `levee reload` asks a running levee to reload its config file through `POST /reload` on
+//! its admin API (`reload::client`) and prints the outcome. Exit codes: 0 when the new config
+//! is serving, 1 when the reload was refused (each error printed as `KEY: REASON`; the
+//! running config keeps serving), 2 when the admin API cannot be reached or found.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,7 +18,7 @@ use crate::config::{self, LogFormat, Snapshot};
 #[derive(Debug, Parser)]
 #[command(name = "levee", version, about)]
 pub struct Cli {
-    /// Config file to run (same as `levee run --config FILE`).
+    /// Config file: to run or check; for `reload`, where to read `[admin] listen`.
     #[arg(long, short = 'c', global = true)]
     pub config: Option<PathBuf>,
     /// Log filter (e.g. `info`, `debug`, `levee=debug,levee::access=off`); RUST_LOG also works.
@@ -31,6 +36,19 @@ pub enum Command {
     Run,
     /// Validate a config fully (files, keys, references) and exit 0, or 1 with the errors.
     Check,
+    /// Ask a running levee to reload its config file (`POST /reload` on its admin API).
+    ///
+    /// Exit 0: reloaded; 1: refused (the errors are printed, the old config keeps serving);
+    /// 2: the admin API cannot be reached.
+    Reload {
+        /// Admin API address, `host:port` (default: `[admin] listen` of `--config FILE`,
+        /// else 127.0.0.1:9901).
+        #[arg(long, value_name = "ADDR")]
+        admin: Option<String>,
+        /// Print the JSON report as the admin API sent it.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run on an embedded default: generated certificate and three built-in demo backends.
     Demo {
         /// Address of the demo TLS listener.
@@ -53,6 +71,7 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Check => check(require_config(cli.config.as_deref())?),
+        Command::Reload { admin, json } => reload(admin, cli.config.as_deref(), json),
         Command::Demo { listen, admin } => demo(listen, admin, cli.log_level.as_deref()),
     }
 }
@@ -78,6 +97,42 @@ fn check(path: &Path) -> anyhow::Result<i32> {
             Ok(1)
         }
     }
+}
+
+fn reload(admin: Option<String>, config: Option<&Path>, json: bool) -> anyhow::Result<i32> {
+    use crate::reload::client::{admin_addr_from_config, post_reload};
+    let addr = match (admin, config) {
+        (Some(a), _) => a,
+        (None, Some(path)) => admin_addr_from_config(path)?,
+        (None, None) => config::validate::DEFAULT_ADMIN_LISTEN.to_string(),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // No report: the error goes to `main`, which prints it and exits 2.
+    let answer = rt.block_on(post_reload(&addr))?;
+    let r = &answer.report;
+    if json {
+        println!("{}", answer.json);
+    } else if r.ok {
+        println!(
+            "reloaded: generation {} (source {}) in {:.1} ms",
+            r.generation, r.source_hash, r.took_ms
+        );
+    } else {
+        eprintln!(
+            "reload refused: generation {} (source {}) keeps serving",
+            r.generation, r.source_hash
+        );
+        for e in &r.errors {
+            if e.key.is_empty() {
+                eprintln!("{}", e.reason);
+            } else {
+                eprintln!("{}: {}", e.key, e.reason);
+            }
+        }
+    }
+    Ok(if r.ok { 0 } else { 1 })
 }
 
 fn demo(listen: SocketAddr, admin: SocketAddr, log_level: Option<&str>) -> anyhow::Result<i32> {

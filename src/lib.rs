@@ -10,6 +10,7 @@
 //! - [`lb`]: pools, backends and balancing algorithms.
 //! - [`reload`]: hot reload: validate, bind, one atomic store.
 //! - [`stats`]: per-worker stats shards.
+//! - [`geo`]: GeoIP databases (country, ASN) opened with each snapshot, and address lookup.
 //! - [`admin`]: the admin API on the control thread.
 //! - [`demo`]: built-in demo backends for `levee demo`.
 
@@ -18,6 +19,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod geo;
 pub mod lb;
 pub mod proxy;
 pub mod reload;

@@ -1,7 +1,9 @@
 //! The admin API, served on the control thread (never on a worker).
 
 mod pools;
+mod prometheus;
 mod server;
 
 pub use pools::{pools_json, state_name};
+pub use prometheus::{METRICS_CONTENT_TYPE, render_metrics};
 pub use server::{AdminState, serve_admin};

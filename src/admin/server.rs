@@ -1,5 +1,10 @@
-//! Admin HTTP endpoints: `GET /healthz`, `GET /stats` (totals so far), `GET /pools`
-//! (backend state, see `pools`) and `POST /reload`.
+//! Admin HTTP endpoints:
+//! - `GET /healthz`: liveness, `ok`.
+//! - `GET /stats`: the config generation, reload counters and traffic totals so far, as JSON.
+//! - `GET /pools`: every pool's backends and their state, as JSON (see `pools`).
+//! - `GET /metrics`: all of the above in the Prometheus text format, version 0.0.4 (see
+//!   `prometheus`).
+//! - `POST /reload`: reloads the config file; the report as JSON.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -63,8 +68,9 @@ async fn respond(req: &Request<Incoming>, state: &AdminState) -> Response<Full<B
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
         (&Method::GET, "/stats") => json(stats_json(state)),
         (&Method::GET, "/pools") => json(super::pools_json(&state.config.load())),
+        (&Method::GET, "/metrics") => metrics(state),
         (&Method::POST, "/reload") => reload(state).await,
-        (_, "/healthz" | "/stats" | "/pools" | "/reload") => {
+        (_, "/healthz" | "/stats" | "/pools" | "/metrics" | "/reload") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
@@ -92,6 +98,17 @@ async fn reload(state: &AdminState) -> Response<Full<Bytes>> {
             "reload failed unexpectedly\n",
         ),
     }
+}
+
+/// `GET /metrics`: the Prometheus text exposition.
+fn metrics(state: &AdminState) -> Response<Full<Bytes>> {
+    let body = super::render_metrics(&state.config.load(), state.reloader.stats(), &state.shards);
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(super::METRICS_CONTENT_TYPE),
+    );
+    r
 }
 
 fn stats_json(state: &AdminState) -> serde_json::Value {

@@ -31,6 +31,9 @@ pub struct RawConfig {
     /// `[pools.NAME]`, sorted by name.
     #[serde(default)]
     pub pools: BTreeMap<String, RawPool>,
+    /// `[geo]`.
+    #[serde(default)]
+    pub geo: RawGeo,
 }
 
 /// `[server]`: process-wide settings.
@@ -59,6 +62,16 @@ pub struct RawServer {
 pub struct RawAdmin {
     /// Socket address, or `"off"` / `""` to disable.
     pub listen: Option<String>,
+}
+
+/// `[geo]`: the GeoIP databases (MaxMind DB files).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGeo {
+    /// Country database; relative to the config file's directory. Default: the bundled one.
+    pub country_db: Option<PathBuf>,
+    /// ASN database (GeoLite2-ASN shape); relative to the config file's directory. Default: none.
+    pub asn_db: Option<PathBuf>,
 }
 
 /// `[[listeners]]`: one listening address.

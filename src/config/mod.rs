@@ -11,11 +11,11 @@ pub mod validate;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 pub use snapshot::*;
 
-use crate::tls::Resumption;
+use crate::tls::{CertError, NamedKey, Resumption};
 
 /// What building a snapshot needs beyond the TOML text.
 #[derive(Debug, Clone)]
@@ -29,6 +29,25 @@ pub struct BuildContext {
     /// The running snapshot when this is a reload: backends (pool name + address) and pools
     /// found in it keep their runtime state (health, counters, in-flight, retry budget, queue).
     pub previous: Option<Arc<Snapshot>>,
+    /// The self-signed certificate served by TLS listeners that name none: generated once
+    /// per process, on first use, and kept across reloads (clients see one certificate).
+    pub generated_cert: Arc<Mutex<Option<NamedKey>>>,
+}
+
+impl BuildContext {
+    /// The process's generated self-signed certificate (made on the first call).
+    pub fn generated_certificate(&self) -> Result<NamedKey, CertError> {
+        let mut slot = self
+            .generated_cert
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(key) = slot.as_ref() {
+            return Ok(key.clone());
+        }
+        let key = crate::tls::generate_self_signed(&self.resumption.provider)?;
+        *slot = Some(key.clone());
+        Ok(key)
+    }
 }
 
 /// One configuration problem: the key path (`pools.api.backends[1].address`) and the reason.

@@ -9,6 +9,7 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::geo::GeoDb;
 use crate::lb::Pool;
 
 /// The complete running configuration. Immutable; replaced whole on reload.
@@ -28,6 +29,8 @@ pub struct Snapshot {
     pub pools: Vec<Arc<Pool>>,
     /// Pool name -> index into `pools`.
     pub pool_index: HashMap<String, PoolId>,
+    /// `[geo]`: the opened GeoIP databases.
+    pub geo: GeoDb,
 }
 
 impl Snapshot {

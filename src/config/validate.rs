@@ -38,6 +38,7 @@ const BACKLOG_RANGE: (i64, i64) = (1, 65_535);
 const SESSION_CACHE_RANGE: (i64, i64) = (1, 10_000_000);
 const HEADER_BYTES_RANGE: (i64, i64) = (8 * 1024, 1024 * 1024);
 
+mod geo;
 mod policy;
 mod pool;
 
@@ -57,8 +58,15 @@ pub fn build(raw: RawConfig, source: &str, ctx: &BuildContext) -> Result<Snapsho
     check_listener_identity(&raw, &mut Scope::new(&mut errs, ""));
     let listeners = build_listeners(&raw.listeners, &pool_index, ctx, &mut errs);
     let pools = pool::build_pools(&raw.pools, ctx.previous.as_deref(), &mut errs);
-    match (server, admin, listeners, pools) {
-        (Some(server), Some(admin), Some(listeners), Some(pools)) if errs.is_empty() => {
+    let previous_geo = ctx.previous.as_deref().map(|p| &p.geo);
+    let geo = geo::build_geo(
+        &raw.geo,
+        &ctx.base_dir,
+        previous_geo,
+        &mut Scope::new(&mut errs, "geo"),
+    );
+    match (server, admin, listeners, pools, geo) {
+        (Some(server), Some(admin), Some(listeners), Some(pools), Some(geo)) if errs.is_empty() => {
             Ok(Snapshot {
                 generation: ctx.generation,
                 source_hash: source_hash(source),
@@ -67,6 +75,7 @@ pub fn build(raw: RawConfig, source: &str, ctx: &BuildContext) -> Result<Snapsho
                 listeners,
                 pools,
                 pool_index,
+                geo,
             })
         }
         _ if errs.is_empty() => Err(ConfigError::new("", "invalid configuration").into()),
@@ -459,7 +468,7 @@ fn listener_tls(s: &mut Scope<'_>, raw: &RawTls, ctx: &BuildContext) -> Option<L
     let handshake_timeout = s.timeout("handshake_timeout", handshake, HANDSHAKE_TIMEOUT);
     let generated = raw.certificates.is_empty();
     let certs = if generated {
-        crate::tls::generate_self_signed(&ctx.resumption.provider)
+        ctx.generated_certificate()
             .map_err(|e| s.add("", e.to_string()))
             .ok()
             .map(|k| vec![k])

@@ -120,7 +120,7 @@ mod tests {
         Pool::new(
             "p".into(),
             backends,
-            Box::new(RoundRobin::new()),
+            std::sync::Arc::new(RoundRobin::new()),
             timeouts,
             policy,
         )

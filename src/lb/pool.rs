@@ -95,7 +95,7 @@ pub struct Pool {
     /// Backends in file order.
     pub backends: Vec<Backend>,
     /// The algorithm that picks among them.
-    pub balancer: Box<dyn Balancer>,
+    pub balancer: Arc<dyn Balancer>,
     /// Upstream timeouts.
     pub timeouts: PoolTimeouts,
     /// Hashing, health checks, outlier detection, retries, limits.
@@ -112,7 +112,7 @@ impl Pool {
     pub fn new(
         name: String,
         backends: Vec<Backend>,
-        balancer: Box<dyn Balancer>,
+        balancer: Arc<dyn Balancer>,
         timeouts: PoolTimeouts,
         policy: PoolPolicy,
     ) -> Self {
@@ -138,6 +138,21 @@ impl Pool {
                 backend.state = Arc::clone(&prev.state);
             }
         }
+    }
+
+    /// Whether this pool's balancer is what `algorithm.build(backends, policy)` would build
+    /// now: same algorithm and `slow_start`, same backend addresses and weights in the same
+    /// order. A reload then reuses it (its cursors keep turning, and a `maglev` table is not
+    /// rebuilt: that is most of the cost of reloading a config with many maglev pools).
+    pub fn balancer_fits(&self, backends: &[Backend], policy: &PoolPolicy) -> bool {
+        self.policy.algorithm == policy.algorithm
+            && self.policy.slow_start == policy.slow_start
+            && self.backends.len() == backends.len()
+            && self
+                .backends
+                .iter()
+                .zip(backends)
+                .all(|(a, b)| a.address == b.address && a.weight == b.weight)
     }
 
     /// Picks a backend for one request.

@@ -113,13 +113,16 @@ impl Drop for OpenConnection {
     }
 }
 
-/// Serves one accepted TCP connection to the end.
+/// Serves one accepted TCP connection to the end. `drain` is cancelled when the connection
+/// must wind down (worker shutdown, or its listener removed by a reload): a handshake in
+/// progress is dropped, requests in flight finish, then the connection closes.
 pub async fn serve_connection(
     tcp: TcpStream,
     peer: SocketAddr,
     snapshot: Rc<SnapshotHandle>,
     listener: Arc<Listener>,
     worker: Rc<WorkerCtx>,
+    drain: CancellationToken,
 ) {
     let span = tracing::info_span!(
         "conn",
@@ -129,7 +132,7 @@ pub async fn serve_connection(
         sni = field::Empty,
         alpn = field::Empty,
     );
-    serve(tcp, peer, snapshot, listener, worker)
+    serve(tcp, peer, snapshot, listener, worker, drain)
         .instrument(span)
         .await;
 }
@@ -140,6 +143,7 @@ async fn serve(
     snapshot: Rc<SnapshotHandle>,
     listener: Arc<Listener>,
     worker: Rc<WorkerCtx>,
+    drain: CancellationToken,
 ) {
     let country = UNKNOWN_COUNTRY;
     worker.shard.connection_opened(country);
@@ -163,11 +167,11 @@ async fn serve(
     });
     let Some(tls_settings) = &listener.tls else {
         let builder = http_builder(&listener.http);
-        return serve_http(tcp, builder, ctx).await;
+        return serve_http(tcp, builder, ctx, drain).await;
     };
     let accepted = tokio::select! {
         r = tls::accept_tls(tcp, Arc::clone(&tls_settings.server_config), tls_settings.handshake_timeout) => r,
-        _ = worker.shutdown.cancelled() => return,
+        _ = drain.cancelled() => return,
     };
     let outcome = match accepted {
         Ok(o) => o,
@@ -192,7 +196,7 @@ async fn serve(
     } else {
         builder.http1_only()
     };
-    serve_http(outcome.stream, builder, ctx).await;
+    serve_http(outcome.stream, builder, ctx, drain).await;
 }
 
 /// The hyper server settings for a listener's limits.
@@ -212,12 +216,16 @@ fn http_builder(limits: &HttpLimits) -> auto::Builder<LocalExec> {
     builder
 }
 
-/// Runs HTTP on an established stream until it closes or the worker shuts down.
-async fn serve_http<I>(io: I, builder: auto::Builder<LocalExec>, ctx: Rc<ConnCtx>)
-where
+/// Runs HTTP on an established stream until it closes, or winds it down gracefully once
+/// `drain` is cancelled.
+async fn serve_http<I>(
+    io: I,
+    builder: auto::Builder<LocalExec>,
+    ctx: Rc<ConnCtx>,
+    drain: CancellationToken,
+) where
     I: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    let shutdown = ctx.worker.shutdown.clone();
     let idle_timeout = ctx.listener.http.idle_timeout;
     let svc_ctx = Rc::clone(&ctx);
     let svc = service_fn(move |req| service::handle(req, Rc::clone(&svc_ctx)));
@@ -225,7 +233,7 @@ where
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
-        _ = shutdown.cancelled() => {
+        _ = drain.cancelled() => {
             conn.as_mut().graceful_shutdown();
             conn.await
         }

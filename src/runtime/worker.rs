@@ -59,7 +59,8 @@ pub enum WorkerCommand {
         /// This worker's already bound SO_REUSEPORT socket.
         socket: std::net::TcpListener,
     },
-    /// Stop accepting on a listener and close its socket; its connections drain.
+    /// Stop accepting on a listener and close its socket; its connections drain: requests in
+    /// flight finish, then each connection closes (HTTP/1 after its response, h2 by GOAWAY).
     Unlisten {
         /// Listener name.
         name: String,
@@ -97,7 +98,7 @@ async fn run(spec: WorkerSpec) {
         snapshot: LocalSnapshot::new(Arc::clone(&spec.config)),
     });
     let connections = TaskTracker::new();
-    let mut accept_loops: HashMap<String, TaskHandle<()>> = HashMap::new();
+    let mut accept_loops: HashMap<String, Accepting> = HashMap::new();
     for (name, socket) in spec.sockets {
         listen(&mut accept_loops, name, socket, &worker, &connections);
     }
@@ -113,8 +114,11 @@ async fn run(spec: WorkerSpec) {
                 WorkerCommand::Unlisten { name } => {
                     if let Some(accepting) = accept_loops.remove(&name) {
                         // Aborting drops the socket: the kernel stops queueing connections
-                        // for it. Connections already accepted keep running.
-                        accepting.abort();
+                        // for it. Connections already accepted finish their requests in
+                        // flight, then close: left open, they would keep routing on the
+                        // config they were accepted with (removed backends included).
+                        accepting.task.abort();
+                        accepting.drain.cancel();
                         debug!(worker = spec.id, listener = %name, "stopped accepting");
                     }
                 }
@@ -125,7 +129,7 @@ async fn run(spec: WorkerSpec) {
     let drain_for = spec.config.load().server.shutdown_timeout;
     worker.shutdown.cancel();
     for l in accept_loops.values() {
-        l.abort();
+        l.task.abort();
     }
     connections.close();
     if tokio::time::timeout(drain_for, connections.wait())
@@ -141,9 +145,17 @@ async fn run(spec: WorkerSpec) {
     debug!(worker = spec.id, "worker stopped");
 }
 
-/// Starts accepting on `socket` for listener `name` (replacing an accept loop of that name).
+/// One listener's accept loop on this worker, and the token its connections drain on.
+struct Accepting {
+    task: TaskHandle<()>,
+    /// A child of the worker's shutdown token, also cancelled when the listener is removed.
+    drain: CancellationToken,
+}
+
+/// Starts accepting on `socket` for listener `name` (replacing an accept loop of that name:
+/// a listener moved to another address keeps its connections, and their drain token).
 fn listen(
-    accept_loops: &mut HashMap<String, TaskHandle<()>>,
+    accept_loops: &mut HashMap<String, Accepting>,
     name: String,
     socket: std::net::TcpListener,
     worker: &Rc<WorkerCtx>,
@@ -151,15 +163,21 @@ fn listen(
 ) {
     match TcpListener::from_std(socket) {
         Ok(listener) => {
-            let accepting = tokio::task::spawn_local(accept_loop(
+            let old = accept_loops.remove(&name);
+            let drain = old
+                .as_ref()
+                .map_or_else(|| worker.shutdown.child_token(), |o| o.drain.clone());
+            if let Some(old) = old {
+                old.task.abort();
+            }
+            let task = tokio::task::spawn_local(accept_loop(
                 name.clone(),
                 listener,
                 Rc::clone(worker),
                 connections.clone(),
+                drain.clone(),
             ));
-            if let Some(old) = accept_loops.insert(name, accepting) {
-                old.abort();
-            }
+            accept_loops.insert(name, Accepting { task, drain });
         }
         Err(e) => warn!(worker = worker.id, listener = %name, error = %e, "cannot use socket"),
     }
@@ -170,6 +188,7 @@ async fn accept_loop(
     listener: TcpListener,
     worker: Rc<WorkerCtx>,
     connections: TaskTracker,
+    drain: CancellationToken,
 ) {
     // The last snapshot that had this listener: a connection accepted after a reload removed
     // the listener, but before this loop is told to stop, is still served (on it).
@@ -199,7 +218,14 @@ async fn accept_loop(
             return;
         };
         let (snapshot, l) = (Rc::clone(snapshot), Arc::clone(l));
-        connections.spawn_local(serve_connection(tcp, peer, snapshot, l, Rc::clone(&worker)));
+        connections.spawn_local(serve_connection(
+            tcp,
+            peer,
+            snapshot,
+            l,
+            Rc::clone(&worker),
+            drain.clone(),
+        ));
     }
 }
 

@@ -15,7 +15,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::sign::CertifiedKey;
 
 pub use accept::{HandshakeError, HandshakeOutcome, accept_tls};
-pub use certs::{SniResolver, generate_self_signed, load_certified_key};
+pub use certs::{CertError, NamedKey, SniResolver, generate_self_signed, load_certified_key};
 pub use resumption::Resumption;
 
 /// ALPN protocols offered, in preference order.

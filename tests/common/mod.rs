@@ -10,6 +10,7 @@ pub mod backend;
 pub mod body;
 pub mod client;
 pub mod pki;
+pub mod reload;
 pub mod resetter;
 
 use std::net::SocketAddr;
@@ -26,6 +27,10 @@ pub use backend::Backend;
 pub use body::{empty, full, pattern, pattern_chunked, pattern_sha256, sha256};
 pub use client::{Conn, Proto, Reply, TlsOpts, client_config, client_config_insecure, tls_get};
 pub use pki::{Leaf, TestCa};
+pub use reload::{
+    Load, LoadResult, STYLES, Sample, StreamConn, Style, admin_call, assert_reloaded, chunk,
+    fed_body, feed, generation_of, next_data, read_to_end, refused, reload_to, wait_refused,
+};
 pub use resetter::Resetter;
 
 /// Lower-case hex of bytes.

@@ -27,8 +27,8 @@ pub(super) fn build_pools(
     let built: Vec<Option<Arc<Pool>>> = raw
         .iter()
         .map(|(name, p)| {
-            let mut pool = build_pool(&mut Scope::new(errs, pool_key(name)), name, p)?;
             let old = previous.and_then(|s| s.pool_index.get(name).map(|&id| s.pool(id)));
+            let mut pool = build_pool(&mut Scope::new(errs, pool_key(name)), name, p, old)?;
             if let Some(old) = old {
                 pool.carry_over(old);
             }
@@ -43,7 +43,13 @@ fn pool_key(name: &str) -> String {
     format!("pools.{}", key_segment(name))
 }
 
-fn build_pool(s: &mut Scope<'_>, name: &str, raw: &RawPool) -> Option<Pool> {
+/// `old`: the pool of the same name being replaced, whose balancer is reused if it fits.
+fn build_pool(
+    s: &mut Scope<'_>,
+    name: &str,
+    raw: &RawPool,
+    old: Option<&Arc<Pool>>,
+) -> Option<Pool> {
     if name.trim().is_empty() {
         s.add("", "pool name must not be empty");
     }
@@ -53,7 +59,10 @@ fn build_pool(s: &mut Scope<'_>, name: &str, raw: &RawPool) -> Option<Pool> {
     let backends = build_backends(s, &raw.backends)?;
     algorithm?;
     let policy = policy?;
-    let balancer = policy.algorithm.build(&backends, &policy);
+    let balancer = match old {
+        Some(old) if old.balancer_fits(&backends, &policy) => Arc::clone(&old.balancer),
+        _ => Arc::from(policy.algorithm.build(&backends, &policy)),
+    };
     Some(Pool::new(
         name.to_string(),
         backends,

@@ -15,6 +15,7 @@ fn ctx(base_dir: &Path) -> BuildContext {
         base_dir: base_dir.to_path_buf(),
         generation: 7,
         previous: None,
+        generated_cert: Default::default(),
     }
 }
 

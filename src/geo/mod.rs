@@ -1,0 +1,14 @@
+//! GeoIP: the country and ASN databases of a snapshot, and what an address is tagged with.
+//!
+//! The databases are MaxMind DB (`.mmdb`) files. They are opened and checked while a snapshot
+//! is built (`config::validate`), so a snapshot that exists holds usable readers and a reload
+//! naming a bad file is refused. The country database defaults to the bundled iptoasn-country
+//! snapshot (`data/iptoasn-country.mmdb`, public domain, compiled into the binary); the ASN
+//! database is optional.
+//!
+//! - [`db`]: [`GeoDb`] (the readers of one snapshot) and its allocation-free
+//!   [`GeoDb::lookup`].
+
+pub mod db;
+
+pub use db::{AsnDb, CountryDb, CountryShape, DbOrigin, GeoDb, GeoError, GeoInfo};
