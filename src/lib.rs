@@ -1,7 +1,7 @@
 //! levee: a thread-per-core, TLS-terminating, load-balancing HTTP reverse proxy.
 //!
 //! Map of the house (see docs/DESIGN.md for the flow of a connection):
-//! - [`cli`]: the command line (`run`, `check`, `demo`).
+//! - [`cli`]: the command line (`run`, `check`, `reload`, `demo`).
 //! - [`app`]: wiring; `app::start(snapshot) -> Running` is what tests and `main` call.
 //! - [`config`]: TOML -> validated immutable [`config::Snapshot`].
 //! - [`runtime`]: worker threads (current-thread tokio each) and SO_REUSEPORT sockets.
