@@ -131,19 +131,22 @@ fn populate(backends: &[Backend]) -> Vec<u16> {
     let mut filled = 0;
     while filled < size {
         for i in 0..n {
+            // Kept in registers for the probe loop (it runs about M ln M times per table).
+            let (mut pos, step) = (position[i], skip[i]);
+            let entry = u16::try_from(i).unwrap_or(EMPTY);
             for _ in 0..turns[i] {
                 // Each permutation visits every slot (m is prime, skip in 1..m), so this
                 // finds a free one while any is left.
                 loop {
-                    let c = position[i] as usize;
-                    position[i] += skip[i];
-                    if position[i] >= m {
-                        position[i] -= m;
+                    let c = pos as usize;
+                    pos += step;
+                    if pos >= m {
+                        pos -= m;
                     }
                     let (word, bit) = (c / 64, 1u64 << (c % 64));
                     if taken[word] & bit == 0 {
                         taken[word] |= bit;
-                        table[c] = u16::try_from(i).unwrap_or(EMPTY);
+                        table[c] = entry;
                         filled += 1;
                         break;
                     }
@@ -152,6 +155,7 @@ fn populate(backends: &[Backend]) -> Vec<u16> {
                     return table;
                 }
             }
+            position[i] = pos;
         }
     }
     table
