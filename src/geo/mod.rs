@@ -8,7 +8,9 @@
 //!
 //! - [`db`]: [`GeoDb`] (the readers of one snapshot) and its allocation-free
 //!   [`GeoDb::lookup`].
+//! - [`country`]: two-letter codes and the dense `u16` index per-country stats use.
 
+pub mod country;
 pub mod db;
 
 pub use db::{AsnDb, CountryDb, CountryShape, DbOrigin, GeoDb, GeoError, GeoInfo};
