@@ -1,6 +1,6 @@
 //! Criterion benches of the pieces on levee's per-request and per-handshake path, measured
-//! through the public API: header rewriting, SNI certificate lookup, stats recording and
-//! picking a backend.
+//! through the public API: header rewriting (with the GeoIP tag headers), the per-connection
+//! GeoIP tag, SNI certificate lookup, stats recording and picking a backend.
 //!
 //! Run: `cargo bench --bench hot_path` (or `-- rewrite` for one group). `cargo test
 //! --all-targets` runs every bench once as a smoke test.
@@ -10,12 +10,13 @@
 )]
 
 use std::hint::black_box;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Request, Version};
+use levee::geo::{GeoDb, GeoSettings, tag};
 use levee::lb::{Backend, Balancer, PickContext, RoundRobin};
 use levee::proxy::headers::{ClientSide, rewrite_request, strip_hop_by_hop};
 use levee::stats::{HandshakeKind, Shard, UNKNOWN_COUNTRY};
@@ -81,6 +82,13 @@ fn bench_rewrite_request(c: &mut Criterion) {
         tls: true,
     };
     let fallback = HeaderValue::from_static("127.0.0.1:8080");
+    // A client with a country and an ASN: both tag headers are written.
+    let geo = GeoSettings::default();
+    let mut client_tag = levee::geo::ClientTag::unknown();
+    client_tag.country = levee::geo::country::index(*b"BR");
+    client_tag.country_header = HeaderValue::from_static("BR");
+    client_tag.asn = Some(64_500);
+    client_tag.asn_header = Some(HeaderValue::from_static("64500"));
     let mut group = c.benchmark_group("rewrite_request");
     group.throughput(Throughput::Elements(1));
     for name in REQUEST_CASES {
@@ -89,12 +97,38 @@ fn bench_rewrite_request(c: &mut Criterion) {
             b.iter_batched(
                 || parts(request_case(name)),
                 |mut p| {
-                    rewrite_request(&mut p, black_box(&client), black_box(&fallback));
+                    rewrite_request(
+                        &mut p,
+                        black_box(&client),
+                        black_box(&geo),
+                        black_box(&client_tag),
+                        black_box(&fallback),
+                    );
                     p
                 },
                 BatchSize::SmallInput,
             );
         });
+    }
+    group.finish();
+}
+
+/// The per-connection GeoIP tag on the bundled country database: a public address (found),
+/// a private one (not found) and an IPv6 one.
+fn bench_geo_tag(c: &mut Criterion) {
+    let geo = GeoDb::bundled().expect("bundled database");
+    let mut group = c.benchmark_group("geo_tag");
+    group.throughput(Throughput::Elements(1));
+    let cases: [(&str, IpAddr); 3] = [
+        ("v4_public", IpAddr::from([8, 8, 8, 8])),
+        ("v4_private", IpAddr::from([10, 1, 2, 3])),
+        (
+            "v6_public",
+            IpAddr::from([0x2001, 0x4860, 0x4860, 0, 0, 0, 0, 0x8888]),
+        ),
+    ];
+    for (name, ip) in cases {
+        group.bench_function(name, |b| b.iter(|| tag(&geo, black_box(ip))));
     }
     group.finish();
 }
@@ -235,7 +269,7 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(2));
-    targets = bench_rewrite_request, bench_strip_hop_by_hop, bench_sni_lookup, bench_stats,
+    targets = bench_rewrite_request, bench_geo_tag, bench_strip_hop_by_hop, bench_sni_lookup, bench_stats,
         bench_round_robin
 }
 criterion_main!(hot_path);

@@ -17,8 +17,8 @@ use crate::runtime::{WorkerHandle, WorkerSpec, bind_reuseport_group, spawn_worke
 use crate::stats::{CountersSnapshot, Shard, totals};
 use crate::tls::Resumption;
 
-/// Country slots per stats shard (only the unknown slot is used until GeoIP lands).
-const COUNTRY_SLOTS: usize = 1;
+/// Country slots per stats shard: one per country code (`ZZ` first).
+const COUNTRY_SLOTS: usize = crate::geo::country::COUNTRY_COUNT;
 
 /// A running levee: its bound addresses and the handle to stop it.
 #[derive(Debug)]
@@ -195,6 +195,8 @@ pub fn start_with(snapshot: Snapshot, source: Option<ReloadSource>) -> anyhow::R
         shards: Arc::clone(&shards),
         config: Arc::clone(&config),
         reloader: Arc::clone(&reloader),
+        view: Arc::default(),
+        started: std::time::Instant::now(),
     };
     let control = spawn_control(admin_socket, state, shutdown.clone())?;
     if let Some(a) = admin {
@@ -212,9 +214,10 @@ pub fn start_with(snapshot: Snapshot, source: Option<ReloadSource>) -> anyhow::R
 }
 
 /// The control thread: the admin API (`POST /reload` among it), the active health checks
-/// (once per process, for every pool with a `health_check`) and the config file watch
-/// (`reload::watch`, which follows `server.watch_config`); stats windows later. Runs until
-/// `shutdown`.
+/// (once per process, for every pool with a `health_check`), the config file watch
+/// (`reload::watch`, which follows `server.watch_config`) and the stats windows (once a
+/// second: rates, baselines, spike events; the admin API reads the view they publish). Runs
+/// until `shutdown`.
 fn spawn_control(
     admin: Option<std::net::TcpListener>,
     state: AdminState,
@@ -229,6 +232,12 @@ fn spawn_control(
             rt.block_on(async move {
                 let config = Arc::clone(&state.config);
                 let health = tokio::spawn(crate::lb::health::run(config, shutdown.clone()));
+                let windows = tokio::spawn(crate::stats::run_windows(
+                    Arc::clone(&state.shards),
+                    Arc::clone(&state.config),
+                    Arc::clone(&state.view),
+                    shutdown.clone(),
+                ));
                 // Started whenever there is a file to watch; it watches only while the
                 // running config says `watch_config = true`, so a reload can turn it on.
                 let watch = state.reloader.path().is_some().then(|| {
@@ -254,6 +263,9 @@ fn spawn_control(
                 };
                 if !watch_ended_well {
                     warn!("the config watch stopped unexpectedly");
+                }
+                if windows.await.is_err() {
+                    warn!("the stats windows stopped unexpectedly");
                 }
             });
         })?;

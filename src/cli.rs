@@ -1,4 +1,4 @@
-//! Command line: `run`, `check`, `reload`, `demo`.
+//! Command line: `run`, `check`, `reload`, `geo lookup`, `top`, `demo`.
 //!
 //! `levee reload` asks a running levee to reload its config file through `POST /reload` on
 //! its admin API (`reload::client`) and prints the outcome. Exit codes: 0 when the new config
@@ -12,7 +12,9 @@ use anyhow::anyhow;
 use clap::{Parser, Subcommand};
 
 use crate::app;
-use crate::config::{self, LogFormat, Snapshot};
+use crate::config::{self, LogFormat};
+
+mod geo;
 
 /// levee: a thread-per-core TLS-terminating load-balancing reverse proxy.
 #[derive(Debug, Parser)]
@@ -49,7 +51,29 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run on an embedded default: generated certificate and three built-in demo backends.
+    /// GeoIP: what levee tags a client address with.
+    Geo {
+        /// What to do.
+        #[command(subcommand)]
+        command: GeoCommand,
+    },
+    /// Live per-country (and per-ASN) traffic view over the admin API, like `htop`.
+    ///
+    /// Keys: `s` cycles the sort (rate, spike ratio, 5xx, name), `a` toggles the ASN view,
+    /// arrows scroll, `q` / Esc / Ctrl-C quit.
+    Top {
+        /// Admin API address, `host:port` (default: `[admin] listen` of `--config FILE`,
+        /// else 127.0.0.1:9901).
+        #[arg(long, value_name = "ADDR")]
+        admin: Option<String>,
+        /// Admin API bearer token (default: LEVEE_ADMIN_TOKEN, else `[admin] token` of
+        /// `--config FILE`).
+        #[arg(long, value_name = "TOKEN")]
+        token: Option<String>,
+    },
+    /// Run on an embedded default: generated certificate, three built-in demo backends, and
+    /// gentle synthetic traffic from several countries with a periodic surge (watch it with
+    /// `levee top`).
     Demo {
         /// Address of the demo TLS listener.
         #[arg(long, default_value = "127.0.0.1:8443")]
@@ -57,6 +81,23 @@ pub enum Command {
         /// Address of the admin API.
         #[arg(long, default_value = "127.0.0.1:9901")]
         admin: SocketAddr,
+        /// Do not send synthetic traffic.
+        #[arg(long)]
+        no_traffic: bool,
+    },
+}
+
+/// `levee geo` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum GeoCommand {
+    /// Print what levee would tag IP with: country code and index, ASN and organisation, and
+    /// which database answered. Uses `[geo]` of `--config FILE`, else the bundled database.
+    Lookup {
+        /// The client address (IPv4 or IPv6).
+        ip: std::net::IpAddr,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -72,7 +113,18 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Check => check(require_config(cli.config.as_deref())?),
         Command::Reload { admin, json } => reload(admin, cli.config.as_deref(), json),
-        Command::Demo { listen, admin } => demo(listen, admin, cli.log_level.as_deref()),
+        Command::Geo {
+            command: GeoCommand::Lookup { ip, json },
+        } => geo::lookup(ip, cli.config.as_deref(), json),
+        Command::Top { admin, token } => top(admin, token, cli.config.as_deref()),
+        Command::Demo {
+            listen,
+            admin,
+            no_traffic,
+        } => {
+            init_tracing(cli.log_level.as_deref(), LogFormat::Text);
+            crate::demo::run(listen, admin, !no_traffic)
+        }
     }
 }
 
@@ -100,7 +152,7 @@ fn check(path: &Path) -> anyhow::Result<i32> {
 }
 
 fn reload(admin: Option<String>, config: Option<&Path>, json: bool) -> anyhow::Result<i32> {
-    use crate::reload::client::{admin_addr_from_config, post_reload};
+    use crate::reload::client::{admin_addr_from_config, admin_token, post_reload_with};
     let addr = match (admin, config) {
         (Some(a), _) => a,
         (None, Some(path)) => admin_addr_from_config(path)?,
@@ -110,7 +162,7 @@ fn reload(admin: Option<String>, config: Option<&Path>, json: bool) -> anyhow::R
         .enable_all()
         .build()?;
     // No report: the error goes to `main`, which prints it and exits 2.
-    let answer = rt.block_on(post_reload(&addr))?;
+    let answer = rt.block_on(post_reload_with(&addr, admin_token(config).as_deref()))?;
     let r = &answer.report;
     if json {
         println!("{}", answer.json);
@@ -135,22 +187,14 @@ fn reload(admin: Option<String>, config: Option<&Path>, json: bool) -> anyhow::R
     Ok(if r.ok { 0 } else { 1 })
 }
 
-fn demo(listen: SocketAddr, admin: SocketAddr, log_level: Option<&str>) -> anyhow::Result<i32> {
-    init_tracing(log_level, LogFormat::Text);
-    let backends = crate::demo::spawn_backends(3)?;
-    let toml = crate::demo::config_toml(listen, admin, &backends);
-    let ctx = app::initial_context(Path::new("."))?;
-    let snapshot: Snapshot = config::load_str(&toml, &ctx).map_err(|e| anyhow!("{e}"))?;
-    let running = app::start(snapshot)?;
-    let url = running
-        .listener_addr("demo")
-        .map_or_else(|| listen.to_string(), |a| a.to_string());
-    println!("levee demo: TLS listener https://{url}/ -> 3 demo backends {backends:?}");
-    println!("admin API:  http://{admin}/healthz  http://{admin}/stats");
-    println!("try:        curl -k https://{url}/   (self-signed certificate)");
-    println!("stop:       Ctrl-C");
-    let token = running.shutdown_token();
-    app::wait_then_stop(running, token)?;
+fn top(admin: Option<String>, token: Option<String>, config: Option<&Path>) -> anyhow::Result<i32> {
+    let addr = match (admin, config) {
+        (Some(a), _) => a,
+        (None, Some(path)) => crate::reload::client::admin_addr_from_config(path)?,
+        (None, None) => config::validate::DEFAULT_ADMIN_LISTEN.to_string(),
+    };
+    let token = crate::top::client::resolve_token(token, config);
+    crate::top::run(addr, token).map_err(|e| anyhow!("levee top: {e}"))?;
     Ok(0)
 }
 

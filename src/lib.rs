@@ -1,18 +1,21 @@
 //! levee: a thread-per-core, TLS-terminating, load-balancing HTTP reverse proxy.
 //!
 //! Map of the house (see docs/DESIGN.md for the flow of a connection):
-//! - [`cli`]: the command line (`run`, `check`, `reload`, `demo`).
+//! - [`cli`]: the command line (`run`, `check`, `reload`, `geo lookup`, `top`, `demo`).
 //! - [`app`]: wiring; `app::start(snapshot) -> Running` is what tests and `main` call.
 //! - [`config`]: TOML -> validated immutable [`config::Snapshot`].
 //! - [`runtime`]: worker threads (current-thread tokio each) and SO_REUSEPORT sockets.
 //! - [`tls`]: certificates and SNI, shared resumption state, the timed handshake.
+//! - [`net`]: the real client address: PROXY protocol v1/v2 and trusted `X-Forwarded-For`.
 //! - [`proxy`]: per-connection HTTP serving, routing, header rewriting, upstream pool.
 //! - [`lb`]: pools, backends and balancing algorithms.
 //! - [`reload`]: hot reload: validate, bind, one atomic store.
-//! - [`stats`]: per-worker stats shards.
-//! - [`geo`]: GeoIP databases (country, ASN) opened with each snapshot, and address lookup.
+//! - [`stats`]: per-worker stats shards, and the windows (rates, baselines, spikes) over them.
+//! - [`geo`]: GeoIP databases (country, ASN) opened with each snapshot, address lookup, and
+//!   the per-connection client tag (country slot, ASN, upstream header values).
 //! - [`admin`]: the admin API on the control thread.
-//! - [`demo`]: built-in demo backends for `levee demo`.
+//! - [`demo`]: `levee demo`: built-in backends and synthetic per-country traffic.
+//! - [`top`]: `levee top`, a live terminal view of per-country traffic over the admin API.
 
 pub mod admin;
 pub mod app;
@@ -21,8 +24,10 @@ pub mod config;
 pub mod demo;
 pub mod geo;
 pub mod lb;
+pub mod net;
 pub mod proxy;
 pub mod reload;
 pub mod runtime;
 pub mod stats;
 pub mod tls;
+pub mod top;

@@ -10,7 +10,8 @@
 #     bash ../shared/bench/peers.sh haproxy nginx custom
 #
 # Knobs: LEVEE_BIN (default: target/release/levee of this checkout), LEVEE_WORKERS (2),
-#        LEVEE_LOG (warn).
+#        LEVEE_LOG (warn), LEVEE_GEO (on: GeoIP tagging and per-country stats as shipped;
+#        off: `[geo] enabled = false`, for the on/off cost comparison).
 set -euo pipefail
 
 : "${PB_LISTEN:?PB_LISTEN not set (run me through peers.sh)}"
@@ -23,6 +24,11 @@ bin="${LEVEE_BIN:-$root/target/release/levee}"
 [ -x "$bin" ] || { echo "levee.sh: $bin not found; run 'cargo build --release' first" >&2; exit 1; }
 
 workdir="${PB_WORKDIR:-$(mktemp -d)}"
+case "${LEVEE_GEO:-on}" in
+  on) GEO_ENABLED=true ;;
+  off) GEO_ENABLED=false ;;
+  *) echo "levee.sh: LEVEE_GEO must be on or off" >&2; exit 1 ;;
+esac
 cfg="$workdir/levee.toml"
 cat > "$cfg" <<TOML
 # Written by benches/peer/levee.sh for the peer benchmark.
@@ -43,6 +49,9 @@ certificates = [{ cert = "$PB_CERT", key = "$PB_KEY" }]
 
 [pools.backend]
 algorithm = "round_robin"
+
+[geo]
+enabled = ${GEO_ENABLED}
 
 [[pools.backend.backends]]
 address = "$PB_BACKEND"

@@ -1,9 +1,12 @@
 //! The admin API, served on the control thread (never on a worker).
 
 mod pools;
+mod prom_text;
 mod prometheus;
 mod server;
+mod stats_json;
 
 pub use pools::{pools_json, state_name};
 pub use prometheus::{METRICS_CONTENT_TYPE, render_metrics};
 pub use server::{AdminState, serve_admin};
+pub use stats_json::stats_json;

@@ -1,11 +1,10 @@
 //! `GET /metrics`: the live config, the reload counters, the traffic stats and every backend's
 //! state in the Prometheus text exposition format, version 0.0.4.
 //!
-//! The text is written by hand into one `String` with `std::fmt::Write`: the set of metric
-//! families is fixed, and the `prometheus` and `prometheus-client` crates would want every
-//! value copied into their own registry on each scrape (or kept there instead of in the
-//! single-writer shards), which buys nothing here. Label values are escaped as the format
-//! asks (`\\`, `\"`, `\n`).
+//! The text is written by hand into one `String` (`prom_text`): the set of metric families
+//! is fixed, and the `prometheus` and `prometheus-client` crates would want every value
+//! copied into their own registry on each scrape (or kept there instead of in the
+//! single-writer shards), which buys nothing here.
 //!
 //! Families (names and labels are a public interface; add, never rename):
 //!
@@ -23,33 +22,41 @@
 //! | `levee_bytes_received_total` | counter | `country` |
 //! | `levee_bytes_sent_total` | counter | `country` |
 //! | `levee_upstream_latency_seconds` | histogram | `country` |
+//! | `levee_country_spike_ratio` | gauge | `country` |
+//! | `levee_country_connection_baseline` | gauge (connections/s) | `country` |
+//! | `levee_country_spiking` | gauge (0 or 1) | `country` |
+//! | `levee_asn_connections_total` | counter | `asn`, `org` |
+//! | `levee_asn_requests_total` | counter | `asn`, `org` |
 //! | `levee_backend_up` | gauge | `pool`, `backend` |
 //! | `levee_backend_in_flight` | gauge | `pool`, `backend` |
 //! | `levee_backend_requests_total` | counter | `pool`, `backend` |
 //! | `levee_backend_failures_total` | counter | `pool`, `backend` |
 //!
-//! `country` is `ZZ` (unknown) for all traffic until GeoIP tagging fills the other country
-//! slots; `country_rows` is the one place that will then yield a row per country. Histogram
-//! buckets are the shard's (`stats::LATENCY_BOUNDS_US`, 100 µs to 10 s), made cumulative
-//! here; `_sum` is the exact sum the shard keeps, in whole microseconds.
+//! Labels stay bounded: `country` takes only the countries that have had traffic (of 253
+//! slots), plus `ZZ` (unknown) always; `asn` only the top ASNs of the last stats window (at
+//! most `stats::TOP_ASNS`, and `asn="0"`, `org="other"` for the rest), so an ASN leaving the
+//! top list stops being exported. Counters are read from the shards at scrape time; the
+//! spike ratio, baseline and ASN counts come from the stats view, at most a second old.
+//! Histogram buckets are the shard's (`stats::LATENCY_BOUNDS_US`, 100 µs to 10 s), made
+//! cumulative; `_sum` is the exact sum the shard keeps, in whole microseconds.
 //!
 //! Per-backend series come from the snapshot serving now, so a backend removed by a reload
 //! disappears from `/metrics`; one kept across a reload keeps its counters (they carry over).
 
-use std::fmt::{self, Display, Write};
+use std::fmt::{self, Display};
 use std::sync::Arc;
 
+use super::prom_text::{Float, Hex16, family, histogram, sample};
 use crate::config::Snapshot;
+use crate::geo::country;
 use crate::reload::ReloadStats;
 use crate::stats::{
-    CountersSnapshot, HandshakeKind, HistogramSnapshot, LATENCY_BOUNDS_US, Shard, totals,
+    CountersSnapshot, CountryIdx, HandshakeKind, Shard, StatsView, UNKNOWN_COUNTRY, has_traffic,
+    per_country,
 };
 
 /// The `Content-Type` of `/metrics`.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// Country label of the unknown-country slot (ISO 3166 user-assigned "ZZ").
-const UNKNOWN_COUNTRY_LABEL: &str = "ZZ";
 
 /// Handshake kinds in the order of `CountersSnapshot::handshakes`.
 const HANDSHAKE_KINDS: [HandshakeKind; 3] = [
@@ -61,33 +68,47 @@ const HANDSHAKE_KINDS: [HandshakeKind; 3] = [
 /// `code_class` labels in the order of `CountersSnapshot::requests`.
 const CODE_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
-/// Renders the whole `/metrics` document for the running `snapshot`, the reload counters
-/// and the workers' stats shards.
-pub fn render_metrics(snapshot: &Snapshot, reloads: &ReloadStats, shards: &[Arc<Shard>]) -> String {
+/// Renders the whole `/metrics` document for the running `snapshot`, the reload counters,
+/// the workers' stats shards and the latest stats `view`.
+pub fn render_metrics(
+    snapshot: &Snapshot,
+    reloads: &ReloadStats,
+    shards: &[Arc<Shard>],
+    view: &StatsView,
+) -> String {
     let backends: usize = snapshot.pools.iter().map(|p| p.backends.len()).sum();
-    let mut out = String::with_capacity(8 * 1024 + backends * 512);
     let rows = country_rows(shards);
+    let mut out = String::with_capacity(8 * 1024 + backends * 512 + rows.len() * 6 * 1024);
     // Writing into a `String` cannot fail; the `fmt::Result`s only thread `?` through.
     let _ = write_config(&mut out, snapshot, reloads)
         .and_then(|()| write_traffic(&mut out, &rows))
+        .and_then(|()| write_windows(&mut out, &rows, view))
+        .and_then(|()| write_asns(&mut out, view))
         .and_then(|()| write_backends(&mut out, snapshot));
     out
 }
 
 /// Counters of one country, with the label they are exposed under.
 struct CountryRow {
+    idx: CountryIdx,
     country: &'static str,
     counters: CountersSnapshot,
 }
 
-/// One row per country label. Only the unknown slot exists until GeoIP lands, so this is one
-/// `ZZ` row holding the total; per-country rows then come from each shard's country slots,
-/// and every writer below already loops over the rows.
+/// One row per country that has had traffic, and `ZZ` always, in slot order.
 fn country_rows(shards: &[Arc<Shard>]) -> Vec<CountryRow> {
-    vec![CountryRow {
-        country: UNKNOWN_COUNTRY_LABEL,
-        counters: totals(shards.iter().map(|s| s.as_ref())),
-    }]
+    per_country(shards)
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, counters)| {
+            let idx = CountryIdx(u16::try_from(i).ok()?);
+            (idx == UNKNOWN_COUNTRY || has_traffic(&counters)).then(|| CountryRow {
+                idx,
+                country: country::code(idx),
+                counters,
+            })
+        })
+        .collect()
 }
 
 fn write_config(out: &mut String, snapshot: &Snapshot, reloads: &ReloadStats) -> fmt::Result {
@@ -242,6 +263,61 @@ fn counter_by_country(
     Ok(())
 }
 
+/// The spike ratio, baseline and spike state of each country row, from the stats view.
+fn write_windows(out: &mut String, rows: &[CountryRow], view: &StatsView) -> fmt::Result {
+    type Pick = fn(&crate::stats::CountryView) -> f64;
+    let families: [(&str, &str, Pick); 3] = [
+        (
+            "levee_country_spike_ratio",
+            "New connections per second over the last 10 s divided by the baseline (at least [stats] spike_floor); 0 until the baseline has data.",
+            |c| c.spike_ratio,
+        ),
+        (
+            "levee_country_connection_baseline",
+            "Slow moving average of new connections per second (half-life [stats] baseline_half_life).",
+            |c| c.baseline,
+        ),
+        (
+            "levee_country_spiking",
+            "1 while the country is flagged as spiking, else 0.",
+            |c| if c.spiking { 1.0 } else { 0.0 },
+        ),
+    ];
+    for (name, help, pick) in families {
+        family(out, name, "gauge", help)?;
+        for row in rows {
+            let value = view.country(row.idx).map_or(0.0, pick);
+            sample(out, name, &[("country", &row.country)], Float(value))?;
+        }
+    }
+    Ok(())
+}
+
+/// Connections and requests of the top ASNs of the stats view, and of "other" (`asn="0"`).
+fn write_asns(out: &mut String, view: &StatsView) -> fmt::Result {
+    type Pick = fn(&crate::stats::AsnView) -> u64;
+    let families: [(&str, &str, Pick); 2] = [
+        (
+            "levee_asn_connections_total",
+            "New connections by autonomous system, for the top ASNs only (asn 0: all others); counted while the ASN is tracked.",
+            |a| a.connections,
+        ),
+        (
+            "levee_asn_requests_total",
+            "Requests by autonomous system, for the top ASNs only (asn 0: all others); counted while the ASN is tracked.",
+            |a| a.requests,
+        ),
+    ];
+    for (name, help, pick) in families {
+        family(out, name, "counter", help)?;
+        for a in &view.asns {
+            let labels: [(&str, &dyn Display); 2] = [("asn", &a.asn), ("org", &a.org)];
+            sample(out, name, &labels, pick(a))?;
+        }
+    }
+    Ok(())
+}
+
 fn write_backends(out: &mut String, snapshot: &Snapshot) -> fmt::Result {
     type Pick = fn(&crate::lb::BackendState) -> u64;
     let families: [(&str, &str, &str, Pick); 4] = [
@@ -283,248 +359,9 @@ fn write_backends(out: &mut String, snapshot: &Snapshot) -> fmt::Result {
     Ok(())
 }
 
-/// `# HELP` and `# TYPE` lines of one family.
-fn family(out: &mut String, name: &str, kind: &str, help: &str) -> fmt::Result {
-    write!(out, "# HELP {name} ")?;
-    Escaper {
-        out: &mut *out,
-        quotes: false,
-    }
-    .write_str(help)?;
-    writeln!(out, "\n# TYPE {name} {kind}")
-}
-
-/// One sample line: `name{label="value",...} value`.
-fn sample(
-    out: &mut String,
-    name: &str,
-    labels: &[(&str, &dyn Display)],
-    value: impl Display,
-) -> fmt::Result {
-    out.push_str(name);
-    write_labels(out, labels, None)?;
-    writeln!(out, " {value}")
-}
-
-/// `{a="x",b="y"}` (nothing when there are no labels), with `le` last when given.
-fn write_labels(
-    out: &mut String,
-    labels: &[(&str, &dyn Display)],
-    le: Option<&dyn Display>,
-) -> fmt::Result {
-    let le = le.map(|v| ("le", v));
-    let mut all = labels.iter().copied().chain(le).peekable();
-    if all.peek().is_none() {
-        return Ok(());
-    }
-    out.push('{');
-    for (i, (key, value)) in all.enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        write!(out, "{key}=\"")?;
-        write!(
-            Escaper {
-                out: &mut *out,
-                quotes: true
-            },
-            "{value}"
-        )?;
-        out.push('"');
-    }
-    out.push('}');
-    Ok(())
-}
-
-/// The `_bucket` (cumulative, `+Inf` last), `_sum` and `_count` lines of one histogram.
-fn histogram(out: &mut String, name: &str, country: &str, h: &HistogramSnapshot) -> fmt::Result {
-    let labels: [(&str, &dyn Display); 1] = [("country", &country)];
-    let mut cumulative = 0u64;
-    for (i, n) in h.buckets.iter().enumerate() {
-        cumulative += n;
-        let le: &dyn Display = match LATENCY_BOUNDS_US.get(i) {
-            Some(&us) => &Seconds(us),
-            None => &"+Inf",
-        };
-        write!(out, "{name}_bucket")?;
-        write_labels(out, &labels, Some(le))?;
-        writeln!(out, " {cumulative}")?;
-    }
-    write!(out, "{name}_sum")?;
-    write_labels(out, &labels, None)?;
-    writeln!(out, " {}", Seconds(h.sum_us))?;
-    write!(out, "{name}_count")?;
-    write_labels(out, &labels, None)?;
-    writeln!(out, " {cumulative}")
-}
-
-/// Writes through to `out`, escaping `\` and newline, and `"` when `quotes` (label values;
-/// `# HELP` text leaves quotes alone).
-struct Escaper<'a> {
-    out: &'a mut String,
-    quotes: bool,
-}
-
-impl Write for Escaper<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let mut rest = s;
-        while let Some(i) = rest.find(|c| c == '\\' || c == '\n' || (self.quotes && c == '"')) {
-            self.out.push_str(&rest[..i]);
-            self.out.push_str(match rest.as_bytes()[i] {
-                b'\\' => "\\\\",
-                b'\n' => "\\n",
-                _ => "\\\"",
-            });
-            rest = &rest[i + 1..];
-        }
-        self.out.push_str(rest);
-        Ok(())
-    }
-}
-
-/// Microseconds shown as exact decimal seconds (`2500` -> `0.0025`), no float rounding.
-struct Seconds(u64);
-
-impl Display for Seconds {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (whole, micros) = (self.0 / 1_000_000, self.0 % 1_000_000);
-        if micros == 0 {
-            return write!(f, "{whole}");
-        }
-        // Trailing zeros of the six fractional digits dropped: 250 µs is 0.00025.
-        let (mut frac, mut width) = (micros, 6);
-        while frac % 10 == 0 {
-            frac /= 10;
-            width -= 1;
-        }
-        write!(f, "{whole}.{frac:0width$}")
-    }
-}
-
-/// A float sample value with the format's spellings of the special values.
-struct Float(f64);
-
-impl Display for Float {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            v if v.is_nan() => f.write_str("NaN"),
-            v if v == f64::INFINITY => f.write_str("+Inf"),
-            v if v == f64::NEG_INFINITY => f.write_str("-Inf"),
-            v => write!(f, "{v}"),
-        }
-    }
-}
-
-/// A `u64` as 16 lower-case hex digits (the source hash, as `/stats` shows it).
-struct Hex16(u64);
-
-impl Display for Hex16 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016x}", self.0)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn escaped(s: &str) -> String {
-        let mut out = String::new();
-        write_labels(&mut out, &[("v", &s)], None).unwrap();
-        out
-    }
-
-    #[test]
-    fn label_values_are_escaped() {
-        assert_eq!(escaped("plain"), r#"{v="plain"}"#);
-        assert_eq!(escaped(r#"a"b"#), r#"{v="a\"b"}"#);
-        assert_eq!(escaped(r"a\b"), r#"{v="a\\b"}"#);
-        assert_eq!(escaped("a\nb"), r#"{v="a\nb"}"#);
-        assert_eq!(escaped("\\\"\n"), r#"{v="\\\"\n"}"#);
-        assert_eq!(escaped("é✓"), "{v=\"é✓\"}");
-    }
-
-    #[test]
-    fn help_text_escapes_backslash_and_newline_but_not_quotes() {
-        let mut out = String::new();
-        family(&mut out, "m", "gauge", "a \"b\" c\\d\ne").unwrap();
-        assert_eq!(out, "# HELP m a \"b\" c\\\\d\\ne\n# TYPE m gauge\n");
-    }
-
-    #[test]
-    fn labels_and_no_labels() {
-        let mut out = String::new();
-        sample(&mut out, "m", &[], 3).unwrap();
-        let labels: [(&str, &dyn Display); 2] = [("a", &"x"), ("b", &7)];
-        sample(&mut out, "m", &labels, 4).unwrap();
-        assert_eq!(out, "m 3\nm{a=\"x\",b=\"7\"} 4\n");
-    }
-
-    #[test]
-    fn seconds_are_exact_decimals() {
-        let s = |us| Seconds(us).to_string();
-        assert_eq!(s(0), "0");
-        assert_eq!(s(100), "0.0001");
-        assert_eq!(s(250), "0.00025");
-        assert_eq!(s(2_500), "0.0025");
-        assert_eq!(s(1_000_000), "1");
-        assert_eq!(s(1_500_000), "1.5");
-        assert_eq!(s(10_000_001), "10.000001");
-        assert_eq!(s(u64::MAX), "18446744073709.551615");
-    }
-
-    #[test]
-    fn floats_use_the_format_spellings() {
-        assert_eq!(Float(0.0).to_string(), "0");
-        assert_eq!(Float(1_712_345_678.125).to_string(), "1712345678.125");
-        assert_eq!(Float(f64::NAN).to_string(), "NaN");
-        assert_eq!(Float(f64::INFINITY).to_string(), "+Inf");
-        assert_eq!(Float(f64::NEG_INFINITY).to_string(), "-Inf");
-    }
-
-    #[test]
-    fn histogram_buckets_are_cumulative() {
-        let mut h = HistogramSnapshot::default();
-        h.buckets[0] = 2; // <= 100 µs
-        h.buckets[3] = 5; // <= 1 ms
-        h.buckets[LATENCY_BOUNDS_US.len()] = 1; // above 10 s
-        h.sum_us = 2 * 80 + 5 * 900 + 12_000_000;
-        let mut out = String::new();
-        histogram(&mut out, "h", "ZZ", &h).unwrap();
-        let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines.len(), LATENCY_BOUNDS_US.len() + 1 + 2, "{out}");
-
-        let buckets: Vec<(&str, u64)> = lines[..=LATENCY_BOUNDS_US.len()]
-            .iter()
-            .map(|l| {
-                let rest = l.strip_prefix("h_bucket{country=\"ZZ\",le=\"").unwrap();
-                let (le, value) = rest.split_once("\"} ").unwrap();
-                (le, value.parse().unwrap())
-            })
-            .collect();
-        assert_eq!(buckets[0], ("0.0001", 2));
-        assert_eq!(buckets[1], ("0.00025", 2));
-        assert_eq!(buckets[3], ("0.001", 7));
-        assert_eq!(buckets[LATENCY_BOUNDS_US.len() - 1], ("10", 7));
-        assert_eq!(buckets[LATENCY_BOUNDS_US.len()], ("+Inf", 8));
-        assert!(buckets.windows(2).all(|w| w[0].1 <= w[1].1), "{out}");
-        let les: Vec<f64> = buckets
-            .iter()
-            .map(|(le, _)| le.parse::<f64>().unwrap_or(f64::INFINITY))
-            .collect();
-        assert!(les.windows(2).all(|w| w[0] < w[1]), "{out}");
-
-        assert_eq!(lines[lines.len() - 2], "h_sum{country=\"ZZ\"} 12.00466");
-        assert_eq!(lines[lines.len() - 1], "h_count{country=\"ZZ\"} 8");
-    }
-
-    #[test]
-    fn empty_histogram_has_zero_buckets_sum_and_count() {
-        let mut out = String::new();
-        histogram(&mut out, "h", "ZZ", &HistogramSnapshot::default()).unwrap();
-        assert!(out.lines().all(|l| l.ends_with(" 0")), "{out}");
-        assert!(out.contains("h_bucket{country=\"ZZ\",le=\"+Inf\"} 0\n"));
-    }
 
     #[test]
     fn traffic_families_come_once_each_with_country_rows() {
@@ -532,6 +369,7 @@ mod tests {
         shard.connection_opened(crate::stats::UNKNOWN_COUNTRY);
         shard.request(crate::stats::UNKNOWN_COUNTRY, 204, 3, 5);
         let rows = country_rows(&[shard]);
+        assert_eq!(rows.len(), 1, "only ZZ");
         let mut out = String::new();
         write_traffic(&mut out, &rows).unwrap();
         assert!(out.contains("levee_connections_total{country=\"ZZ\"} 1\n"));
@@ -542,5 +380,58 @@ mod tests {
         assert!(out.contains("levee_tls_handshakes_total{country=\"ZZ\",kind=\"resumed\"} 0\n"));
         let types = out.lines().filter(|l| l.starts_with("# TYPE ")).count();
         assert_eq!(types, 8, "{out}");
+    }
+
+    #[test]
+    fn rows_are_the_countries_with_traffic_and_zz() {
+        let shard = Arc::new(Shard::new(0, country::COUNTRY_COUNT));
+        let (br, de) = (country::index_of("BR"), country::index_of("DE"));
+        shard.connection_opened(br);
+        shard.request(de, 503, 0, 0);
+        let rows = country_rows(&[shard]);
+        let labels: Vec<&str> = rows.iter().map(|r| r.country).collect();
+        assert_eq!(labels, vec!["ZZ", "BR", "DE"]);
+        let mut view = StatsView::default();
+        view.countries.push(crate::stats::CountryView {
+            country: br,
+            code: "BR",
+            conn_rate_1s: 0.0,
+            conn_rate_10s: 60.0,
+            conn_rate_60s: 0.0,
+            req_rate_10s: 0.0,
+            baseline: 10.0,
+            spike_ratio: 6.0,
+            spiking: true,
+            resumed_share: None,
+            resumed_share_baseline: None,
+            handshake_p50_ms: None,
+            handshake_p99_ms: None,
+            share_5xx: 0.0,
+            history: Vec::new(),
+        });
+        view.asns.push(crate::stats::AsnView {
+            asn: 64_500,
+            org: "Example \"Net\"".into(),
+            country: br,
+            connections: 12,
+            requests: 30,
+            conn_rate_10s: 1.2,
+            history: Vec::new(),
+        });
+        let mut out = String::new();
+        write_windows(&mut out, &rows, &view).unwrap();
+        write_asns(&mut out, &view).unwrap();
+        assert!(
+            out.contains("levee_country_spike_ratio{country=\"BR\"} 6\n"),
+            "{out}"
+        );
+        assert!(out.contains("levee_country_spike_ratio{country=\"DE\"} 0\n"));
+        assert!(out.contains("levee_country_connection_baseline{country=\"BR\"} 10\n"));
+        assert!(out.contains("levee_country_spiking{country=\"BR\"} 1\n"));
+        assert!(out.contains("levee_country_spiking{country=\"ZZ\"} 0\n"));
+        assert!(out.contains(
+            "levee_asn_connections_total{asn=\"64500\",org=\"Example \\\"Net\\\"\"} 12\n"
+        ));
+        assert!(out.contains("levee_asn_requests_total{asn=\"64500\""));
     }
 }

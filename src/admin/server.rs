@@ -1,13 +1,19 @@
 //! Admin HTTP endpoints:
 //! - `GET /healthz`: liveness, `ok`.
-//! - `GET /stats`: the config generation, reload counters and traffic totals so far, as JSON.
+//! - `GET /stats`: traffic per country and per ASN with rates, baselines and spikes, the
+//!   config generation, reload counters and workers, as JSON (see `stats_json`).
 //! - `GET /pools`: every pool's backends and their state, as JSON (see `pools`).
 //! - `GET /metrics`: all of the above in the Prometheus text format, version 0.0.4 (see
 //!   `prometheus`).
 //! - `POST /reload`: reloads the config file; the report as JSON.
+//!
+//! With `[admin] token` set, every endpoint but `/healthz` needs `Authorization: Bearer
+//! TOKEN`, else 401 with `WWW-Authenticate: Bearer`. The token is read from the snapshot
+//! serving now (a reload can set or change it) and compared in constant time.
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -22,7 +28,7 @@ use tracing::debug;
 
 use crate::config::Snapshot;
 use crate::reload::Reloader;
-use crate::stats::{HandshakeKind, Shard, totals};
+use crate::stats::{Shard, StatsView};
 
 /// What the admin endpoints read.
 #[derive(Debug, Clone)]
@@ -33,6 +39,10 @@ pub struct AdminState {
     pub config: Arc<ArcSwap<Snapshot>>,
     /// Reloads the config (`POST /reload`).
     pub reloader: Arc<Reloader>,
+    /// The stats windows' latest view (rates, baselines, spikes, top ASNs).
+    pub view: Arc<ArcSwap<StatsView>>,
+    /// When the process started serving.
+    pub started: Instant,
 }
 
 /// Serves the admin API on `listener` until `shutdown` is cancelled.
@@ -64,9 +74,18 @@ pub async fn serve_admin(listener: TcpListener, state: AdminState, shutdown: Can
 }
 
 async fn respond(req: &Request<Incoming>, state: &AdminState) -> Response<Full<Bytes>> {
-    match (req.method(), req.uri().path()) {
+    let path = req.uri().path();
+    if path != "/healthz" && !authorized(req, state.config.load().admin.token.as_deref()) {
+        let mut r = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer realm=\"levee\""),
+        );
+        return r;
+    }
+    match (req.method(), path) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
-        (&Method::GET, "/stats") => json(stats_json(state)),
+        (&Method::GET, "/stats") => json(super::stats_json(state)),
         (&Method::GET, "/pools") => json(super::pools_json(&state.config.load())),
         (&Method::GET, "/metrics") => metrics(state),
         (&Method::POST, "/reload") => reload(state).await,
@@ -100,55 +119,45 @@ async fn reload(state: &AdminState) -> Response<Full<Bytes>> {
     }
 }
 
+/// Whether `req` carries the bearer `token` (always, when there is none).
+fn authorized<B>(req: &Request<B>, token: Option<&str>) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, credentials)| credentials.trim());
+    given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes()))
+}
+
+/// Compares `given` with `expected` in time that depends only on `expected`'s length, so the
+/// answer's timing tells nothing about how much of a guess was right.
+fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
+    let mut diff = u8::from(given.len() != expected.len());
+    for (i, e) in expected.iter().enumerate() {
+        diff |= e ^ given.get(i).copied().unwrap_or(0);
+    }
+    std::hint::black_box(diff) == 0
+}
+
 /// `GET /metrics`: the Prometheus text exposition.
 fn metrics(state: &AdminState) -> Response<Full<Bytes>> {
-    let body = super::render_metrics(&state.config.load(), state.reloader.stats(), &state.shards);
+    let body = super::render_metrics(
+        &state.config.load(),
+        state.reloader.stats(),
+        &state.shards,
+        &state.view.load(),
+    );
     let mut r = Response::new(Full::new(Bytes::from(body)));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static(super::METRICS_CONTENT_TYPE),
     );
     r
-}
-
-fn stats_json(state: &AdminState) -> serde_json::Value {
-    let t = totals(state.shards.iter().map(|s| s.as_ref()));
-    let snapshot = state.config.load();
-    serde_json::json!({
-        "config": {
-            "generation": snapshot.generation,
-            "source_hash": format!("{:016x}", snapshot.source_hash),
-            "reloads": {
-                "ok": state.reloader.stats().succeeded(),
-                "failed": state.reloader.stats().failed(),
-                "last_reload_timestamp_seconds": state.reloader.stats().last_reload_unix_seconds(),
-            },
-        },
-        "workers": state.shards.iter().map(|s| {
-            let w = totals([s.as_ref()]);
-            serde_json::json!({
-                "worker": s.worker,
-                "connections": w.connections,
-                "connections_active": w.connections_active,
-                "requests": w.requests.iter().sum::<u64>(),
-            })
-        }).collect::<Vec<_>>(),
-        "totals": {
-            "connections": t.connections,
-            "connections_active": t.connections_active,
-            "tls_handshakes": {
-                "full": t.handshakes_of(HandshakeKind::Full),
-                "resumed": t.handshakes_of(HandshakeKind::Resumed),
-                "failed": t.handshakes_of(HandshakeKind::Failed),
-            },
-            "requests": {
-                "1xx": t.requests[0], "2xx": t.requests[1], "3xx": t.requests[2],
-                "4xx": t.requests[3], "5xx": t.requests[4],
-            },
-            "bytes_in": t.bytes_in,
-            "bytes_out": t.bytes_out,
-        },
-    })
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
@@ -168,4 +177,43 @@ fn json(value: serde_json::Value) -> Response<Full<Bytes>> {
         header::HeaderValue::from_static("application/json"),
     );
     r
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn req(auth: Option<&str>) -> Request<()> {
+        let mut b = Request::get("/stats");
+        if let Some(a) = auth {
+            b = b.header(header::AUTHORIZATION, a);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn bearer_token() {
+        let token = Some("0123456789abcdef");
+        assert!(authorized(&req(None), None));
+        assert!(authorized(&req(Some("Bearer whatever")), None));
+        assert!(authorized(&req(Some("Bearer 0123456789abcdef")), token));
+        assert!(authorized(&req(Some("bearer 0123456789abcdef")), token));
+        assert!(!authorized(&req(None), token));
+        assert!(!authorized(&req(Some("Bearer 0123456789abcdeF")), token));
+        assert!(!authorized(&req(Some("Bearer 0123456789abcde")), token));
+        assert!(!authorized(&req(Some("Bearer 0123456789abcdef0")), token));
+        assert!(!authorized(&req(Some("Basic 0123456789abcdef")), token));
+        assert!(!authorized(&req(Some("0123456789abcdef")), token));
+    }
+
+    #[test]
+    fn constant_time_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abd", b"abc"));
+        assert!(!constant_time_eq(b"ab", b"abc"));
+        assert!(!constant_time_eq(b"abc\0", b"abc"));
+        assert!(!constant_time_eq(b"", b"abc"));
+        assert!(constant_time_eq(b"", b""));
+    }
 }

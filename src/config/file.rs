@@ -34,6 +34,9 @@ pub struct RawConfig {
     /// `[geo]`.
     #[serde(default)]
     pub geo: RawGeo,
+    /// `[stats]`.
+    #[serde(default)]
+    pub stats: RawStats,
 }
 
 /// `[server]`: process-wide settings.
@@ -62,6 +65,22 @@ pub struct RawServer {
 pub struct RawAdmin {
     /// Socket address, or `"off"` / `""` to disable.
     pub listen: Option<String>,
+    /// Bearer token every endpoint but `/healthz` requires; absent: no token.
+    pub token: Option<String>,
+}
+
+/// `[stats]`: traffic windows, baselines and spike detection.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStats {
+    /// Spike when the 10 s connection rate is this many times the baseline.
+    pub spike_threshold: Option<f64>,
+    /// ... and at least this many new connections per second.
+    pub spike_min_rate: Option<f64>,
+    /// Smallest baseline the ratio divides by, in connections per second.
+    pub spike_floor: Option<f64>,
+    /// Half-life of the baseline's moving average, e.g. `"10m"`.
+    pub baseline_half_life: Option<String>,
 }
 
 /// `[geo]`: the GeoIP databases (MaxMind DB files).
@@ -72,6 +91,12 @@ pub struct RawGeo {
     pub country_db: Option<PathBuf>,
     /// ASN database (GeoLite2-ASN shape); relative to the config file's directory. Default: none.
     pub asn_db: Option<PathBuf>,
+    /// Whether clients are looked up at all. Default: true.
+    pub enabled: Option<bool>,
+    /// Upstream request header carrying the client's country. Default: `X-Client-Country`.
+    pub country_header: Option<String>,
+    /// Upstream request header carrying the client's ASN. Default: `X-Client-ASN`.
+    pub asn_header: Option<String>,
 }
 
 /// `[[listeners]]`: one listening address.
@@ -92,6 +117,14 @@ pub struct RawListener {
     /// `[[listeners.routes]]`, first match wins.
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    /// `"off"` (default), `"v1"`, `"v2"` or `"any"`: a PROXY protocol header comes first.
+    pub proxy_protocol: Option<String>,
+    /// CIDRs allowed to send a PROXY header or a believed `X-Forwarded-For`. Default: none.
+    pub trusted_proxies: Option<Vec<String>>,
+    /// Time allowed for the whole PROXY header, from accept, e.g. `"5s"`.
+    pub proxy_protocol_timeout: Option<String>,
+    /// Whether `X-Forwarded-For` from `trusted_proxies` names the client. Default: false.
+    pub trust_forwarded_for: Option<bool>,
 }
 
 /// `[listeners.tls]`: TLS termination settings.

@@ -9,7 +9,7 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::geo::GeoDb;
+use crate::geo::{ClientTag, GeoDb, GeoSettings};
 use crate::lb::Pool;
 
 /// The complete running configuration. Immutable; replaced whole on reload.
@@ -31,6 +31,10 @@ pub struct Snapshot {
     pub pool_index: HashMap<String, PoolId>,
     /// `[geo]`: the opened GeoIP databases.
     pub geo: GeoDb,
+    /// `[stats]`: windows and spike detection.
+    pub stats: StatsSettings,
+    /// `[geo]`: tagging on/off and the upstream header names (prebuilt).
+    pub geo_settings: GeoSettings,
 }
 
 impl Snapshot {
@@ -42,6 +46,12 @@ impl Snapshot {
     /// Looks up a listener by name.
     pub fn listener(&self, name: &str) -> Option<&Arc<Listener>> {
         self.listeners.iter().find(|l| l.name == name)
+    }
+
+    /// What a client at `ip` is tagged with under this snapshot's `[geo]`: a lookup in its
+    /// databases, or `ZZ` and no ASN when `[geo] enabled = false`.
+    pub fn client_tag(&self, ip: std::net::IpAddr) -> ClientTag {
+        self.geo_settings.tag(&self.geo, ip)
     }
 }
 
@@ -83,6 +93,34 @@ pub struct ServerSettings {
 pub struct AdminSettings {
     /// Address of the admin API; `None` disables it.
     pub listen: Option<SocketAddr>,
+    /// Bearer token required by every endpoint but `/healthz`; `None`: no token.
+    pub token: Option<String>,
+}
+
+/// `[stats]`: traffic windows and spike detection, read by the control thread every second
+/// (a reload changes them at once).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatsSettings {
+    /// A country spikes when its 10 s connection rate is at least this many times its
+    /// baseline (with `spike_floor`)...
+    pub spike_threshold: f64,
+    /// ... and at least this many new connections per second.
+    pub spike_min_rate: f64,
+    /// Smallest baseline the spike ratio divides by (connections per second).
+    pub spike_floor: f64,
+    /// Half-life of the baseline's exponentially weighted moving average.
+    pub baseline_half_life: Duration,
+}
+
+impl Default for StatsSettings {
+    fn default() -> Self {
+        Self {
+            spike_threshold: 5.0,
+            spike_min_rate: 20.0,
+            spike_floor: 1.0,
+            baseline_half_life: Duration::from_secs(600),
+        }
+    }
 }
 
 /// `[[listeners]]`: one listening address with its TLS and routes.
@@ -100,6 +138,9 @@ pub struct Listener {
     pub default_pool: PoolId,
     /// Request limits and downstream timeouts.
     pub http: HttpLimits,
+    /// How the real client address is learnt: PROXY protocol, trusted proxies,
+    /// `X-Forwarded-For`.
+    pub client_address: crate::net::ClientAddressPolicy,
 }
 
 /// `[listeners.tls]`: TLS settings of a listener, with the built rustls config.

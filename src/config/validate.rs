@@ -38,9 +38,12 @@ const BACKLOG_RANGE: (i64, i64) = (1, 65_535);
 const SESSION_CACHE_RANGE: (i64, i64) = (1, 10_000_000);
 const HEADER_BYTES_RANGE: (i64, i64) = (8 * 1024, 1024 * 1024);
 
+mod admin;
 mod geo;
+mod listener_net;
 mod policy;
 mod pool;
+mod stats;
 
 type PoolIndex = HashMap<String, PoolId>;
 
@@ -65,8 +68,16 @@ pub fn build(raw: RawConfig, source: &str, ctx: &BuildContext) -> Result<Snapsho
         previous_geo,
         &mut Scope::new(&mut errs, "geo"),
     );
-    match (server, admin, listeners, pools, geo) {
-        (Some(server), Some(admin), Some(listeners), Some(pools), Some(geo)) if errs.is_empty() => {
+    let geo_settings = geo::geo_settings(
+        &raw.geo,
+        ctx.previous.as_deref().map(|p| &p.geo_settings),
+        &mut Scope::new(&mut errs, "geo"),
+    );
+    let stats = stats::build_stats(&raw.stats, &mut Scope::new(&mut errs, "stats"));
+    match (server, admin, listeners, pools, geo, stats) {
+        (Some(server), Some(admin), Some(listeners), Some(pools), Some(geo), Some(stats))
+            if errs.is_empty() =>
+        {
             Ok(Snapshot {
                 generation: ctx.generation,
                 source_hash: source_hash(source),
@@ -76,6 +87,8 @@ pub fn build(raw: RawConfig, source: &str, ctx: &BuildContext) -> Result<Snapsho
                 pools,
                 pool_index,
                 geo,
+                geo_settings,
+                stats,
             })
         }
         _ if errs.is_empty() => Err(ConfigError::new("", "invalid configuration").into()),
@@ -260,12 +273,19 @@ fn server_settings(raw: &RawConfig, s: &mut Scope<'_>) -> Option<ServerSettings>
 }
 
 fn admin_settings(raw: &RawConfig, s: &mut Scope<'_>) -> Option<AdminSettings> {
+    let token = admin::token(raw.admin.token.as_deref(), s);
     let text = raw.admin.listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN);
     if text.trim().is_empty() || text.trim().eq_ignore_ascii_case("off") {
-        return Some(AdminSettings { listen: None });
+        return Some(AdminSettings {
+            listen: None,
+            token: token?,
+        });
     }
     let listen = Some(s.addr("listen", text)?);
-    Some(AdminSettings { listen })
+    Some(AdminSettings {
+        listen,
+        token: token?,
+    })
 }
 
 /// Unique listener names, and no two sockets (listeners or admin) bound to the same address.
@@ -371,6 +391,7 @@ fn build_listener(
         None => Some(None),
         Some(t) => listener_tls(&mut s.child("tls"), t, ctx).map(Some),
     };
+    let client_address = listener_net::client_address(s, raw);
     Some(Listener {
         name: raw.name.clone(),
         listen: listen?,
@@ -378,6 +399,7 @@ fn build_listener(
         routes: routes.into_iter().collect::<Option<_>>()?,
         default_pool: default_pool?,
         http: http?,
+        client_address: client_address?,
     })
 }
 

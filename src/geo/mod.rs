@@ -9,8 +9,12 @@
 //! - [`db`]: [`GeoDb`] (the readers of one snapshot) and its allocation-free
 //!   [`GeoDb::lookup`].
 //! - [`country`]: two-letter codes and the dense `u16` index per-country stats use.
+//! - [`tag`](mod@tag): what a connection is tagged with ([`ClientTag`]: country slot, ASN, upstream
+//!   header values), looked up once per connection, and the `[geo]` tagging settings.
 
 pub mod country;
 pub mod db;
+pub mod tag;
 
 pub use db::{AsnDb, CountryDb, CountryShape, DbOrigin, GeoDb, GeoError, GeoInfo};
+pub use tag::{ClientTag, GeoSettings, tag};

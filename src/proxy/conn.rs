@@ -18,8 +18,10 @@ use super::idle::IdleTracker;
 use super::service;
 use super::upstream::UpstreamPool;
 use crate::config::{HttpLimits, Listener, Snapshot};
+use crate::geo::ClientTag;
+use crate::net;
 use crate::runtime::{LocalSnapshot, SnapshotHandle};
-use crate::stats::{CountryIdx, HandshakeKind, Shard, UNKNOWN_COUNTRY};
+use crate::stats::{CountryIdx, HandshakeKind, Shard};
 use crate::tls;
 
 /// Smallest read buffer hyper accepts for HTTP/1 heads.
@@ -51,12 +53,17 @@ pub struct ConnCtx {
     pub snapshot: Rc<SnapshotHandle>,
     /// The listener (from that snapshot) that accepted it.
     pub listener: Arc<Listener>,
-    /// Client address.
+    /// Client address: the source a trusted proxy's PROXY header declared, else the TCP peer.
     pub peer: SocketAddr,
+    /// The TCP peer (the proxy in front, when a PROXY header was read).
+    pub transport_peer: SocketAddr,
     /// Client facts used for forwarding headers.
     pub client: ClientSide,
-    /// Country slot of the client (GeoIP fills this in later).
+    /// Country slot of the client (the same as `tag.country`).
     pub country: CountryIdx,
+    /// What the client is tagged with (GeoIP, looked up once when the connection was
+    /// accepted): stats slot, ASN, and the upstream header values.
+    pub tag: ClientTag,
     /// Requests in flight on this connection, for the idle timeout.
     pub idle: IdleTracker,
 }
@@ -128,6 +135,7 @@ pub async fn serve_connection(
         "conn",
         worker = worker.id,
         peer = %peer,
+        client = field::Empty,
         listener = %listener.name,
         sni = field::Empty,
         alpn = field::Empty,
@@ -138,21 +146,42 @@ pub async fn serve_connection(
 }
 
 async fn serve(
-    tcp: TcpStream,
-    peer: SocketAddr,
+    mut tcp: TcpStream,
+    transport_peer: SocketAddr,
     snapshot: Rc<SnapshotHandle>,
     listener: Arc<Listener>,
     worker: Rc<WorkerCtx>,
     drain: CancellationToken,
 ) {
-    let country = UNKNOWN_COUNTRY;
+    // The real client address, before anything is tagged or counted by it: the PROXY header
+    // (only from trusted_proxies, within proxy_protocol_timeout), else the TCP peer.
+    let policy = &listener.client_address;
+    let resolved = tokio::select! {
+        r = net::client_address(&mut tcp, transport_peer, policy) => r,
+        _ = drain.cancelled() => return,
+    };
+    let client_addr: SocketAddr = match resolved {
+        Ok(addr) => addr,
+        Err(e) => {
+            debug!(error = %e, "connection refused before TLS");
+            return;
+        }
+    };
+    if client_addr != transport_peer {
+        tracing::Span::current().record("client", field::display(client_addr));
+    }
+    let tag = snapshot.client_tag(client_addr.ip());
+    let country = tag.country;
     worker.shard.connection_opened(country);
+    if let Some(asn) = tag.asn {
+        worker.shard.asn_connection(asn, country, client_addr.ip());
+    }
     let _open = OpenConnection {
         shard: Arc::clone(&worker.shard),
         country,
     };
     let client = ClientSide {
-        ip: http::HeaderValue::from_str(&peer.ip().to_string())
+        ip: http::HeaderValue::from_str(&client_addr.ip().to_string())
             .unwrap_or_else(|_| http::HeaderValue::from_static("unknown")),
         tls: listener.tls.is_some(),
     };
@@ -160,9 +189,11 @@ async fn serve(
         worker: Rc::clone(&worker),
         snapshot,
         listener: Arc::clone(&listener),
-        peer,
+        peer: client_addr,
+        transport_peer,
         client,
         country,
+        tag,
         idle: IdleTracker::default(),
     });
     let Some(tls_settings) = &listener.tls else {

@@ -1,7 +1,10 @@
-//! Header rewriting between client and backend: hop-by-hop removal and forwarding headers.
+//! Header rewriting between client and backend: hop-by-hop removal, forwarding headers and
+//! the GeoIP tag headers.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Uri, Version};
+
+use crate::geo::{ClientTag, GeoSettings};
 
 /// Headers that describe one hop and never travel further (RFC 9110 §7.6.1, plus legacy ones).
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -59,10 +62,13 @@ pub struct ClientSide {
 
 /// Rewrites a client request head into the head sent upstream (HTTP/1.1, origin-form).
 ///
-/// `fallback_host` is used as `Host` when the client sent none (HTTP/1.0 without Host).
+/// `fallback_host` is used as `Host` when the client sent none (HTTP/1.0 without Host). The
+/// client's tag goes into the headers `geo` names (see [`set_client_tag`]).
 pub fn rewrite_request(
     parts: &mut http::request::Parts,
     client: &ClientSide,
+    geo: &GeoSettings,
+    tag: &ClientTag,
     fallback_host: &HeaderValue,
 ) {
     let via = via_for(parts.version);
@@ -87,8 +93,26 @@ pub fn rewrite_request(
         HeaderValue::from_static(if client.tls { "https" } else { "http" }),
     );
     headers.append(header::VIA, via);
+    set_client_tag(headers, geo, tag);
     parts.uri = origin_form(&parts.uri);
     parts.version = Version::HTTP_11;
+}
+
+/// Replaces whatever the client sent in the tag headers named by `geo` with the tag: the
+/// country header always (`ZZ` when unknown, and when `[geo]` is disabled), the ASN header
+/// only when the ASN is known. A client can never pass its own copy upstream. Allocates
+/// nothing: the names and values are prebuilt, and cloning them copies no bytes.
+pub fn set_client_tag(headers: &mut HeaderMap, geo: &GeoSettings, tag: &ClientTag) {
+    // `insert` replaces every value already under the name.
+    headers.insert(geo.country_header.clone(), tag.country_header.clone());
+    match &tag.asn_header {
+        Some(asn) => {
+            headers.insert(geo.asn_header.clone(), asn.clone());
+        }
+        None => {
+            headers.remove(&geo.asn_header);
+        }
+    }
 }
 
 /// Appends the client IP to `X-Forwarded-For`, merging any values the client sent.
@@ -136,6 +160,11 @@ mod tests {
         raw.body(()).unwrap().into_parts().0
     }
 
+    /// Default `[geo]` settings and a client nothing is known about.
+    fn untagged() -> (GeoSettings, ClientTag) {
+        (GeoSettings::default(), ClientTag::unknown())
+    }
+
     #[test]
     fn strips_hop_by_hop_and_connection_named_headers() {
         let mut p = request(
@@ -148,11 +177,18 @@ mod tests {
                 .header("upgrade", "websocket")
                 .header("x-keep", "yes"),
         );
+        let (geo, tag) = untagged();
         let client = ClientSide {
             ip: HeaderValue::from_static("10.0.0.9"),
             tls: true,
         };
-        rewrite_request(&mut p, &client, &HeaderValue::from_static("b:1"));
+        rewrite_request(
+            &mut p,
+            &client,
+            &geo,
+            &tag,
+            &HeaderValue::from_static("b:1"),
+        );
         for h in ["connection", "x-secret", "keep-alive", "te", "upgrade"] {
             assert!(!p.headers.contains_key(h), "{h} kept");
         }
@@ -173,11 +209,18 @@ mod tests {
                 .header("x-forwarded-for", "1.1.1.1")
                 .header("x-forwarded-for", "2.2.2.2"),
         );
+        let (geo, tag) = untagged();
         let client = ClientSide {
             ip: HeaderValue::from_static("3.3.3.3"),
             tls: false,
         };
-        rewrite_request(&mut p, &client, &HeaderValue::from_static("b:1"));
+        rewrite_request(
+            &mut p,
+            &client,
+            &geo,
+            &tag,
+            &HeaderValue::from_static("b:1"),
+        );
         assert_eq!(p.headers["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 3.3.3.3");
         assert_eq!(p.headers["host"], "svc.example:8443");
         assert_eq!(p.headers["x-forwarded-host"], "svc.example:8443");
@@ -189,12 +232,98 @@ mod tests {
     #[test]
     fn http10_without_host_gets_backend_host() {
         let mut p = request(http::Request::get("/").version(Version::HTTP_10));
+        let (geo, tag) = untagged();
         let client = ClientSide {
             ip: HeaderValue::from_static("3.3.3.3"),
             tls: true,
         };
-        rewrite_request(&mut p, &client, &HeaderValue::from_static("127.0.0.1:9"));
+        rewrite_request(
+            &mut p,
+            &client,
+            &geo,
+            &tag,
+            &HeaderValue::from_static("127.0.0.1:9"),
+        );
         assert_eq!(p.headers["host"], "127.0.0.1:9");
         assert!(!p.headers.contains_key("x-forwarded-host"));
+    }
+
+    /// A tag with a country and an ASN, as `geo::tag` builds it.
+    fn tagged_br() -> ClientTag {
+        ClientTag {
+            country: crate::geo::country::index(*b"BR"),
+            asn: Some(64_500),
+            country_header: HeaderValue::from_static("BR"),
+            asn_header: Some(HeaderValue::from(64_500_u32)),
+        }
+    }
+
+    #[test]
+    fn tag_headers_replace_the_clients_copies() {
+        let client = ClientSide {
+            ip: HeaderValue::from_static("192.0.2.1"),
+            tls: true,
+        };
+        let spoofed = || {
+            request(
+                http::Request::get("/")
+                    .header("host", "example.com")
+                    .header("x-client-country", "US")
+                    .header("X-Client-Country", "CA")
+                    .header("x-client-asn", "15169"),
+            )
+        };
+        let (geo, unknown) = untagged();
+        let fallback = HeaderValue::from_static("b:1");
+
+        let mut p = spoofed();
+        rewrite_request(&mut p, &client, &geo, &tagged_br(), &fallback);
+        let all = |p: &http::request::Parts, h: &str| -> Vec<String> {
+            p.headers
+                .get_all(h)
+                .iter()
+                .map(|v| v.to_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(all(&p, "x-client-country"), ["BR"]);
+        assert_eq!(all(&p, "x-client-asn"), ["64500"]);
+
+        // Unknown (or geo disabled): ZZ, and no ASN header at all, not the client's.
+        let mut p = spoofed();
+        rewrite_request(&mut p, &client, &geo, &unknown, &fallback);
+        assert_eq!(all(&p, "x-client-country"), ["ZZ"]);
+        assert!(all(&p, "x-client-asn").is_empty());
+
+        // Custom names: the custom headers are set, and the defaults are left alone.
+        let custom = GeoSettings {
+            enabled: true,
+            country_header: HeaderName::from_static("cf-ipcountry"),
+            asn_header: HeaderName::from_static("x-asn"),
+        };
+        let mut p = spoofed();
+        p.headers
+            .insert("cf-ipcountry", HeaderValue::from_static("FR"));
+        rewrite_request(&mut p, &client, &custom, &tagged_br(), &fallback);
+        assert_eq!(all(&p, "cf-ipcountry"), ["BR"]);
+        assert_eq!(all(&p, "x-asn"), ["64500"]);
+        assert_eq!(all(&p, "x-client-country"), ["US", "CA"]);
+    }
+
+    #[test]
+    fn tagging_allocates_nothing() {
+        let (geo, _) = untagged();
+        let tag = tagged_br();
+        let mut headers = HeaderMap::with_capacity(16);
+        headers.insert("x-client-asn", HeaderValue::from_static("1"));
+        // The first clone of a value built at run time moves its bytes to the shared form
+        // (`geo::tag` does that clone when it builds a tag).
+        set_client_tag(&mut headers, &geo, &tag);
+        let info = allocation_counter::measure(|| {
+            for _ in 0..100 {
+                set_client_tag(&mut headers, &geo, &tag);
+                set_client_tag(&mut headers, &geo, &ClientTag::unknown());
+            }
+        });
+        assert_eq!(info.count_total, 0, "{info:?}");
     }
 }

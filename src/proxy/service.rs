@@ -2,7 +2,7 @@
 
 use std::cell::Cell;
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -18,7 +18,9 @@ use super::headers::{rewrite_request, rewrite_response};
 use super::route::route;
 use super::upstream::{PooledSender, SendError};
 use crate::config::PoolId;
+use crate::geo::tag::ClientTag;
 use crate::lb::{InFlight, PickContext, outlier};
+use crate::net::client_ip_for_request;
 use crate::runtime::SnapshotHandle;
 
 /// The response type levee sends downstream.
@@ -28,6 +30,11 @@ pub type ProxyResponse = Response<ResponseBody<RequestRecord>>;
 #[derive(Debug)]
 pub struct RequestRecord {
     conn: Rc<ConnCtx>,
+    /// The client address of this request (`net::client_ip_for_request`).
+    client: IpAddr,
+    /// Its GeoIP tag when a trusted X-Forwarded-For names another client than the
+    /// connection's (else the connection's tag applies).
+    forwarded_tag: Option<ClientTag>,
     /// The snapshot this request routed on (its pool ids index into it).
     snapshot: Rc<SnapshotHandle>,
     method: Method,
@@ -60,7 +67,11 @@ impl OnComplete for RequestRecord {
     fn complete(&mut self, bytes_out: u64) {
         let bytes_in = self.bytes_in.get();
         let shard = &self.conn.worker.shard;
-        shard.request(self.conn.country, self.status.as_u16(), bytes_in, bytes_out);
+        let tag = self.forwarded_tag.as_ref().unwrap_or(&self.conn.tag);
+        shard.request(tag.country, self.status.as_u16(), bytes_in, bytes_out);
+        if let Some(asn) = tag.asn {
+            shard.asn_request(asn);
+        }
         if !self.snapshot.server.access_log {
             return;
         }
@@ -70,7 +81,9 @@ impl OnComplete for RequestRecord {
         let backend = self.backend.map(tracing::field::display);
         tracing::info!(
             target: "levee::access",
-            client = %self.conn.peer.ip(),
+            client = %self.client,
+            country = tag.country_code(),
+            asn = tag.asn,
             method = %self.method,
             path = %self.uri.path(),
             status = self.status.as_u16(),
@@ -92,6 +105,8 @@ pub async fn handle(
     let snapshot = conn.routing_snapshot();
     let mut record = RequestRecord {
         conn: Rc::clone(&conn),
+        client: conn.peer.ip(),
+        forwarded_tag: None,
         snapshot: Rc::clone(&snapshot),
         method: req.method().clone(),
         uri: req.uri().clone(),
@@ -103,6 +118,13 @@ pub async fn handle(
         _in_flight: None,
     };
     let listener = conn.listener_in(&snapshot);
+    // The connection's client, or the one a trusted proxy names in X-Forwarded-For.
+    let client_ip = client_ip_for_request(listener, conn.peer, req.headers());
+    record.client = client_ip;
+    if client_ip != conn.peer.ip() {
+        // Looked up per request only in this case: one proxy connection carries many clients.
+        record.forwarded_tag = Some(snapshot.client_tag(client_ip));
+    }
     let limits = &listener.http;
     if declared_length(&req).is_some_and(|len| len > limits.max_body_bytes) {
         return Ok(error_response(ProxyError::BodyTooLarge, record));
@@ -116,12 +138,12 @@ pub async fn handle(
     record.pool = Some(pool_id);
     let pool = snapshot.pool(pool_id);
     let hash = if pool.policy.algorithm == crate::lb::Algorithm::Maglev {
-        crate::lb::request_hash(&pool.policy.hash_key, conn.peer.ip(), req.headers())
+        crate::lb::request_hash(&pool.policy.hash_key, client_ip, req.headers())
     } else {
         None
     };
     let ctx = PickContext {
-        client: Some(conn.peer.ip()),
+        client: Some(client_ip),
         hash,
     };
     let mut tried = Tried::default();
@@ -130,7 +152,13 @@ pub async fn handle(
         Err(e) => return Ok(error_response(e, record)),
     };
     let (mut parts, body) = req.into_parts();
-    rewrite_request(&mut parts, &conn.client, &pool.backends[first].authority);
+    rewrite_request(
+        &mut parts,
+        &conn.client,
+        &snapshot.geo_settings,
+        record.forwarded_tag.as_ref().unwrap_or(&conn.tag),
+        &pool.backends[first].authority,
+    );
     // A bodyless idempotent request can be sent again even after a backend reset it.
     let replay =
         (pool.policy.retry.retries > 0 && body.is_end_stream() && is_idempotent(&parts.method))

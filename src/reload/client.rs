@@ -3,8 +3,10 @@
 //! One HTTP/1.1 exchange over a new TCP connection, with hyper's client connection (as the
 //! health probes in `lb/health.rs` do), bounded by `CONNECT_TIMEOUT` and `ANSWER_TIMEOUT`.
 //! The admin API answers 200 with the report when the new config is serving and 422 with
-//! the errors when it was refused; anything else means that what answered is not a working
-//! levee admin API.
+//! the errors when it was refused, 401 when it wants a token (`[admin] token`) that was not
+//! sent or is wrong; anything else means that what answered is not a working levee admin
+//! API. The token comes from `LEVEE_ADMIN_TOKEN`, else from `[admin] token` of the config
+//! file ([`admin_token`]).
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -28,6 +30,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Largest answer read; a reload report is a few hundred bytes per error.
 const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+/// Environment variable holding the admin API's bearer token (it wins over the config file).
+pub const TOKEN_ENV: &str = "LEVEE_ADMIN_TOKEN";
 
 /// One error of a refused reload: the key it concerns and why.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -98,6 +103,15 @@ pub enum ClientError {
         /// What failed.
         reason: String,
     },
+    /// The admin API wants a bearer token, and none (or a wrong one) was sent.
+    #[error(
+        "the admin API at {addr} refused the request (401): set LEVEE_ADMIN_TOKEN, or pass \
+         --config with the file holding [admin] token"
+    )]
+    Unauthorized {
+        /// The admin address.
+        addr: String,
+    },
     /// Something answered, but not with a reload report.
     #[error("unexpected answer from {addr}: {status}: {body}")]
     Unexpected {
@@ -114,6 +128,11 @@ pub enum ClientError {
 /// `Ok` holds the report whether the reload was done or refused (`report.ok`); `Err` means no
 /// report was had.
 pub async fn post_reload(addr: &str) -> Result<Answer, ClientError> {
+    post_reload_with(addr, None).await
+}
+
+/// Like [`post_reload`], sending `token` (if any) as `Authorization: Bearer TOKEN`.
+pub async fn post_reload_with(addr: &str, token: Option<&str>) -> Result<Answer, ClientError> {
     let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
         .await
         .map_err(|_| ClientError::Timeout {
@@ -124,7 +143,7 @@ pub async fn post_reload(addr: &str) -> Result<Answer, ClientError> {
             addr: addr.to_string(),
             reason,
         })?;
-    tokio::time::timeout(ANSWER_TIMEOUT, exchange(tcp, addr))
+    tokio::time::timeout(ANSWER_TIMEOUT, exchange(tcp, addr, token))
         .await
         .map_err(|_| ClientError::Timeout {
             addr: addr.to_string(),
@@ -133,7 +152,7 @@ pub async fn post_reload(addr: &str) -> Result<Answer, ClientError> {
 }
 
 /// `POST /reload` on a connected stream; reads and parses the answer.
-async fn exchange(tcp: TcpStream, addr: &str) -> Result<Answer, ClientError> {
+async fn exchange(tcp: TcpStream, addr: &str, token: Option<&str>) -> Result<Answer, ClientError> {
     let http_err = |reason: String| ClientError::Http {
         addr: addr.to_string(),
         reason,
@@ -142,7 +161,11 @@ async fn exchange(tcp: TcpStream, addr: &str) -> Result<Answer, ClientError> {
     let (mut sender, conn) = http1::handshake(TokioIo::new(tcp))
         .await
         .map_err(|e| http_err(format!("handshake: {e}")))?;
-    let req = Request::post("/reload")
+    let mut req = Request::post("/reload");
+    if let Some(token) = token {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let req = req
         .header(header::HOST, addr)
         .header(
             header::USER_AGENT,
@@ -175,6 +198,11 @@ async fn exchange(tcp: TcpStream, addr: &str) -> Result<Answer, ClientError> {
         status,
         body: json.chars().take(200).collect(),
     };
+    if status == StatusCode::UNAUTHORIZED {
+        return Err(ClientError::Unauthorized {
+            addr: addr.to_string(),
+        });
+    }
     if status != StatusCode::OK && status != StatusCode::UNPROCESSABLE_ENTITY {
         return Err(unexpected(&json));
     }
@@ -218,6 +246,25 @@ pub fn admin_addr_from_config(path: &Path) -> Result<String, ClientError> {
         ));
     }
     Ok(reachable(addr).to_string())
+}
+
+/// The admin API token to send: `LEVEE_ADMIN_TOKEN` when set and not empty, else
+/// `[admin] token` of the config file at `config` (only that key is read; a file that cannot
+/// be read or parsed gives no token, and the admin API will say if one was needed).
+pub fn admin_token(config: Option<&Path>) -> Option<String> {
+    let from_env = std::env::var(TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.trim().is_empty());
+    from_env
+        .map(|t| t.trim().to_string())
+        .or_else(|| token_from_config(config?))
+}
+
+fn token_from_config(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let doc: toml::Table = toml::from_str(&text).ok()?;
+    let token = doc.get("admin")?.get("token")?.as_str()?;
+    Some(token.to_string())
 }
 
 /// `addr`, with an unspecified IP replaced by the loopback address of its family.
@@ -284,6 +331,31 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("cannot read")
+        );
+    }
+
+    #[test]
+    fn token_comes_from_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("levee.toml");
+        std::fs::write(&path, "[admin]\ntoken = \"0123456789abcdef\"\n").unwrap();
+        // The environment variable wins when set; tests do not set it.
+        if std::env::var_os(TOKEN_ENV).is_none() {
+            assert_eq!(
+                token_from_config(&path).as_deref(),
+                Some("0123456789abcdef")
+            );
+            assert_eq!(
+                admin_token(Some(&path)).as_deref(),
+                Some("0123456789abcdef")
+            );
+            assert_eq!(admin_token(None), None);
+        }
+        std::fs::write(&path, "[admin]\nlisten = \"127.0.0.1:1\"\n").unwrap();
+        assert_eq!(token_from_config(&path), None);
+        assert_eq!(
+            token_from_config(Path::new("/nonexistent/levee.toml")),
+            None
         );
     }
 

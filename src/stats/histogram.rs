@@ -69,6 +69,37 @@ impl HistogramSnapshot {
     }
 }
 
+/// Buckets of a histogram (`LATENCY_BOUNDS_US` order, `+Inf` last).
+pub const HISTOGRAM_BUCKETS: usize = BUCKETS;
+
+/// Quantile `q` (0..=1) of non-cumulative `buckets`, in µs, interpolated linearly inside the
+/// bucket that holds it (as Prometheus' `histogram_quantile` does); the `+Inf` bucket
+/// answers its lower bound. `None` when empty.
+pub fn interpolated_quantile_us(buckets: &[u64], q: f64) -> Option<f64> {
+    let total: u64 = buckets.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = q.clamp(0.0, 1.0) * total as f64;
+    let mut seen = 0u64;
+    for (i, &n) in buckets.iter().enumerate() {
+        if n == 0 {
+            continue;
+        }
+        let before = seen;
+        seen += n;
+        if seen as f64 >= rank {
+            let lower = if i == 0 { 0 } else { LATENCY_BOUNDS_US[i - 1] } as f64;
+            let Some(&upper) = LATENCY_BOUNDS_US.get(i) else {
+                return Some(lower);
+            };
+            let within = ((rank - before as f64) / n as f64).clamp(0.0, 1.0);
+            return Some(lower + (upper as f64 - lower) * within);
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +117,17 @@ mod tests {
         assert_eq!(s.quantile_upper_us(0.5), Some(100));
         assert_eq!(s.quantile_upper_us(1.0), Some(5_000));
         assert_eq!(s.sum_us, 99 * 80 + 3000);
+    }
+
+    #[test]
+    fn interpolated_quantiles() {
+        let mut b = [0u64; BUCKETS];
+        assert_eq!(interpolated_quantile_us(&b, 0.5), None);
+        b[3] = 10; // (500, 1000] µs
+        assert_eq!(interpolated_quantile_us(&b, 0.5), Some(750.0));
+        assert_eq!(interpolated_quantile_us(&b, 1.0), Some(1000.0));
+        b[BUCKETS - 1] = 10; // above 10 s
+        assert_eq!(interpolated_quantile_us(&b, 0.99), Some(10_000_000.0));
+        assert_eq!(interpolated_quantile_us(&b, 0.25), Some(750.0));
     }
 }

@@ -1,14 +1,32 @@
-//! Traffic statistics: one single-writer shard per worker, summed by readers.
+//! Traffic statistics: one single-writer shard per worker, summed by readers, and the
+//! windows the control thread computes from them once a second.
 //!
-//! Recording is relaxed atomic adds on the worker's own shard: no lock, no allocation, no
-//! cache line written by two cores. Counters are kept per country slot so GeoIP tagging can
-//! fill them in; until then every connection lands in the `UNKNOWN_COUNTRY` slot.
+//! Recording is relaxed atomic writes on the worker's own shard: no lock, no allocation, no
+//! cache line written by two cores. Counters are kept per country slot (`shard`), and the
+//! busiest autonomous systems in a heavy-hitter table per worker (`asn`). The control thread
+//! merges them (`view`), keeps a minute of per-second history with rates, baselines and
+//! spike detection (`window`, `asn_window`), and, once a second (`ticker`), publishes a
+//! [`StatsView`] for the admin API.
 
+mod asn;
+mod asn_window;
 mod histogram;
 mod shard;
+mod ticker;
+mod view;
+mod window;
 
-pub use histogram::{Histogram, HistogramSnapshot, LATENCY_BOUNDS_US};
+pub use asn::{ASN_SLOTS, AsnEntry, AsnTable};
+pub use histogram::{
+    HISTOGRAM_BUCKETS, Histogram, HistogramSnapshot, LATENCY_BOUNDS_US, interpolated_quantile_us,
+};
 pub use shard::{
     Counters, CountersSnapshot, CountryIdx, HandshakeKind, Shard, StatusClass, UNKNOWN_COUNTRY,
     totals,
 };
+pub use ticker::{log_event, run as run_windows, unix_now};
+pub use view::{
+    AsnView, CountryView, HISTORY_SECONDS, SpikeView, StatsView, TOP_ASNS, TotalRates, has_traffic,
+    per_country, per_country_into,
+};
+pub use window::{HYSTERESIS, MIN_BASELINE_SECONDS, SHORT_WINDOW, SpikeEvent, Windows};

@@ -1,10 +1,19 @@
-//! A worker's stats shard: counters per country slot, written only by that worker.
+//! A worker's stats shard: counters per country slot and a heavy-hitter table of ASNs,
+//! written only by that worker.
+//!
+//! A shard has one slot per country (`geo::country::COUNTRY_COUNT`, 253), each
+//! `CachePadded`. A slot is 384 bytes (counters 80, two 17-bucket histograms of 144), so a
+//! shard is 95 KiB of country slots plus 6.6 KiB of ASN table (101.5 KiB a worker): small
+//! enough that the histograms keep all 17 buckets (100 µs .. 10 s, +Inf), the same buckets
+//! as `/metrics` exposes.
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
+use super::asn::AsnTable;
 use super::histogram::{Histogram, HistogramSnapshot};
 
 /// Index of a country slot (GeoIP maps ISO codes to these; 0 is "unknown", `ZZ`).
@@ -130,6 +139,7 @@ pub struct Shard {
     /// Worker index.
     pub worker: usize,
     countries: Box<[CachePadded<Counters>]>,
+    asns: Box<CachePadded<AsnTable>>,
 }
 
 impl Shard {
@@ -140,7 +150,19 @@ impl Shard {
             countries: (0..country_slots.max(1))
                 .map(|_| CachePadded::new(Counters::default()))
                 .collect(),
+            asns: Box::default(),
         }
+    }
+
+    /// Number of country slots.
+    pub fn country_slots(&self) -> usize {
+        self.countries.len()
+    }
+
+    /// Bytes of memory the shard's counters take (country slots and ASN table).
+    pub fn memory_bytes(&self) -> usize {
+        self.countries.len() * std::mem::size_of::<CachePadded<Counters>>()
+            + std::mem::size_of::<CachePadded<AsnTable>>()
     }
 
     fn slot(&self, c: CountryIdx) -> &Counters {
@@ -181,10 +203,34 @@ impl Shard {
         self.slot(c).upstream_time.record(took);
     }
 
+    /// A new connection from autonomous system `asn`, client address `ip`, counted in this
+    /// worker's heavy-hitter table (call it next to `connection_opened` when the ASN is
+    /// known).
+    pub fn asn_connection(&self, asn: u32, country: CountryIdx, ip: IpAddr) {
+        self.asns.connection(asn, country, ip);
+    }
+
+    /// A request from a client of `asn` finished (call it next to `request`).
+    pub fn asn_request(&self, asn: u32) {
+        self.asns.request(asn);
+    }
+
+    /// The heavy-hitter table of ASNs (read by the control thread).
+    pub fn asns(&self) -> &AsnTable {
+        &self.asns
+    }
+
     /// Adds every slot of this shard into `into` (a total over countries).
     pub fn add_totals(&self, into: &mut CountersSnapshot) {
         for c in self.countries.iter() {
             c.add_to(into);
+        }
+    }
+
+    /// Adds this shard's slot of country `c` into `into` (nothing when out of range).
+    pub fn add_country(&self, c: CountryIdx, into: &mut CountersSnapshot) {
+        if let Some(slot) = self.countries.get(usize::from(c.0)) {
+            slot.add_to(into);
         }
     }
 }
@@ -221,5 +267,25 @@ mod tests {
         assert_eq!(t.handshakes_of(HandshakeKind::Resumed), 1);
         assert_eq!(t.requests[4], 1);
         assert_eq!((t.bytes_in, t.bytes_out), (5, 7));
+        let mut br = CountersSnapshot::default();
+        a.add_country(CountryIdx(1), &mut br);
+        b.add_country(CountryIdx(1), &mut br);
+        assert_eq!(
+            (br.connections, br.handshakes_of(HandshakeKind::Resumed)),
+            (1, 1)
+        );
+    }
+
+    #[test]
+    fn a_slot_is_small_and_a_shard_stays_well_under_a_megabyte() {
+        // Counters 80 bytes + two histograms of 17 buckets and a sum (144 each), padded.
+        let slot = std::mem::size_of::<CachePadded<Counters>>();
+        assert!(slot <= 384, "{slot}");
+        let shard = Shard::new(0, crate::geo::country::COUNTRY_COUNT);
+        assert!(
+            shard.memory_bytes() < 128 * 1024,
+            "{}",
+            shard.memory_bytes()
+        );
     }
 }

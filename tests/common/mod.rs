@@ -10,8 +10,10 @@ pub mod backend;
 pub mod body;
 pub mod client;
 pub mod pki;
+pub mod prom;
 pub mod reload;
 pub mod resetter;
+pub mod stats;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -5,13 +5,39 @@
 //! `country_db` the bundled database is used; without `asn_db` there is no ASN tagging. On a
 //! reload, a database whose file has not changed is shared with the running snapshot instead
 //! of being read again (`geo::db`).
+//!
+//! The tagging settings (`enabled`, `country_header`, `asn_header`) become a
+//! [`GeoSettings`]; the header names are built here, once per snapshot.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use http::HeaderName;
+
 use super::super::file::RawGeo;
 use super::Scope;
-use crate::geo::{AsnDb, CountryDb, DbOrigin, GeoDb};
+use crate::geo::tag::{DEFAULT_ASN_HEADER, DEFAULT_COUNTRY_HEADER};
+use crate::geo::{AsnDb, CountryDb, DbOrigin, GeoDb, GeoSettings};
+
+/// Headers levee itself sets, removes or frames the request with upstream: a tag header of
+/// one of these names would break forwarding or be dropped.
+const RESERVED_HEADERS: [&str; 15] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authorization",
+    "via",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+];
 
 /// Builds the snapshot's `GeoDb`; `previous` is the running snapshot's, on a reload.
 pub(super) fn build_geo(
@@ -44,6 +70,75 @@ pub(super) fn build_geo(
     };
     let asn = asn.map_err(|reason| s.add("asn_db", reason)).ok();
     Some(GeoDb::new(country?, asn?))
+}
+
+/// Builds the snapshot's `GeoSettings` (`[geo] enabled`, `country_header`, `asn_header`).
+/// Errors are added to `s`; the value returned then is only a placeholder.
+pub(super) fn geo_settings(
+    raw: &RawGeo,
+    previous: Option<&GeoSettings>,
+    s: &mut Scope<'_>,
+) -> GeoSettings {
+    let defaults = GeoSettings::default();
+    let country = raw.country_header.as_deref().and_then(|name| {
+        let reuse = previous.map(|p| &p.country_header);
+        header_name(name, reuse)
+            .map_err(|e| s.add("country_header", e))
+            .ok()
+    });
+    let asn = raw.asn_header.as_deref().and_then(|name| {
+        let reuse = previous.map(|p| &p.asn_header);
+        header_name(name, reuse)
+            .map_err(|e| s.add("asn_header", e))
+            .ok()
+    });
+    let settings = GeoSettings {
+        enabled: raw.enabled.unwrap_or(true),
+        country_header: country.unwrap_or(defaults.country_header),
+        asn_header: asn.unwrap_or(defaults.asn_header),
+    };
+    if settings.country_header == settings.asn_header {
+        s.add(
+            "asn_header",
+            format!(
+                "must differ from country_header (both are \"{}\")",
+                settings.asn_header
+            ),
+        );
+    }
+    settings
+}
+
+/// A configured header name, checked and lower-cased, as a `HeaderName` whose clones cost
+/// nothing.
+///
+/// Every request clones the names into its header map. A name parsed at run time is shared
+/// bytes, and cloning it would write one reference count from every worker on every request;
+/// a name built from a `&'static str` clones as a plain copy. So a name other than the
+/// defaults is leaked once, and a reload that keeps the name reuses the running snapshot's
+/// (`reuse`): the leak is a few bytes per change of the setting, not per reload.
+fn header_name(name: &str, reuse: Option<&HeaderName>) -> Result<HeaderName, String> {
+    let parsed = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+        format!("invalid header name \"{name}\" (letters, digits and !#$%&'*+-.^_`|~ only)")
+    })?;
+    let lower = parsed.as_str();
+    if RESERVED_HEADERS.contains(&lower) {
+        return Err(format!(
+            "\"{name}\" is a header levee sets or removes itself; choose another name"
+        ));
+    }
+    if let Some(same) = reuse.filter(|r| r.as_str() == lower) {
+        return Ok(same.clone());
+    }
+    for default in [DEFAULT_COUNTRY_HEADER, DEFAULT_ASN_HEADER] {
+        if lower == default {
+            return Ok(HeaderName::from_static(default));
+        }
+    }
+    let leaked: &'static str = Box::leak(lower.to_owned().into_boxed_str());
+    // `from_bytes` accepted it and lower-cased it, so `from_static` (which wants exactly a
+    // valid lower-case name) accepts it too.
+    Ok(HeaderName::from_static(leaked))
 }
 
 /// The configured path joined to the config file's directory; an empty path is refused.

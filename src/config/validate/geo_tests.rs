@@ -309,3 +309,60 @@ fn lookup_allocates_nothing() {
     );
     assert_eq!(info.count_total, 0, "{info:?}");
 }
+
+#[test]
+fn tagging_settings_default_and_configured() {
+    let snap = load(BASE, Path::new("."));
+    let s = &snap.geo_settings;
+    assert!(s.enabled);
+    assert_eq!(s.country_header, "x-client-country");
+    assert_eq!(s.asn_header, "x-client-asn");
+    assert_eq!(snap.client_tag(ip("8.8.8.8")).country_code(), "US");
+
+    let src = with_geo(
+        "enabled = false\ncountry_header = \"CF-IPCountry\"\nasn_header = \"X-Client-AS-Number\"",
+    );
+    let snap = load(&src, Path::new("."));
+    let s = &snap.geo_settings;
+    assert!(!s.enabled);
+    assert_eq!(s.country_header, "cf-ipcountry");
+    assert_eq!(s.asn_header, "x-client-as-number");
+    // Disabled: the databases are still there, but nobody is looked up.
+    assert_eq!(snap.geo.lookup(ip("8.8.8.8")).country_str(), Some("US"));
+    assert_eq!(snap.client_tag(ip("8.8.8.8")).country_code(), "ZZ");
+}
+
+#[test]
+fn bad_tag_header_names_are_refused_on_their_key() {
+    let dir = Path::new(".");
+    let src = with_geo("country_header = \"X Client Country\"");
+    assert_rejects(&src, dir, "geo.country_header", &["invalid header name"]);
+    let src = with_geo("asn_header = \"\"");
+    assert_rejects(&src, dir, "geo.asn_header", &["invalid header name"]);
+    let src = with_geo("country_header = \"X-Forwarded-For\"");
+    assert_rejects(&src, dir, "geo.country_header", &["levee sets or removes"]);
+    let src = with_geo("asn_header = \"host\"");
+    assert_rejects(&src, dir, "geo.asn_header", &["levee sets or removes"]);
+    let src = with_geo("asn_header = \"X-CLIENT-COUNTRY\"");
+    assert_rejects(
+        &src,
+        dir,
+        "geo.asn_header",
+        &["must differ from country_header"],
+    );
+    let src = with_geo("enabled = \"yes\"");
+    assert_rejects(&src, dir, "geo.enabled", &[]);
+}
+
+#[test]
+fn reload_keeps_the_built_header_names() {
+    let src = with_geo("country_header = \"X-Geo-Country\"");
+    let first = Arc::new(load(&src, Path::new(".")));
+    let second = load_str(&src, &ctx(Path::new("."), Some(Arc::clone(&first)))).unwrap();
+    let (a, b) = (
+        first.geo_settings.country_header.as_str(),
+        second.geo_settings.country_header.as_str(),
+    );
+    assert_eq!(a, "x-geo-country");
+    assert!(std::ptr::eq(a, b), "the name is reused, not built again");
+}

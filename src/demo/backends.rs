@@ -1,5 +1,6 @@
-//! `levee demo`: three built-in backends on ephemeral loopback ports behind a TLS listener
-//! with a generated certificate, so levee can be tried with nothing else installed.
+//! The demo backends: plain HTTP/1.1 servers on ephemeral loopback ports that say who they
+//! are and what levee forwarded (client address, country and ASN tags). Paths under
+//! `/flaky` answer 503.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -65,6 +66,12 @@ async fn serve_backend(n: usize, listener: tokio::net::TcpListener) {
 }
 
 fn answer(n: usize, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    // The synthetic traffic sends a few requests here, so the 5xx column has something.
+    if req.uri().path().starts_with("/flaky") {
+        let mut r = Response::new(Full::new(Bytes::from_static(b"demo backend: flaky\n")));
+        *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+        return r;
+    }
     let h = |name: &str| {
         req.headers()
             .get(name)
@@ -73,24 +80,14 @@ fn answer(n: usize, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             .to_string()
     };
     let body = format!(
-        "hello from demo backend {n}\n{} {}\nx-forwarded-for: {}\nx-forwarded-proto: {}\n",
+        "hello from demo backend {n}\n{} {}\nx-forwarded-for: {}\nx-forwarded-proto: {}\n\
+         x-client-country: {}\nx-client-asn: {}\n",
         req.method(),
         req.uri(),
         h("x-forwarded-for"),
         h("x-forwarded-proto"),
+        h("x-client-country"),
+        h("x-client-asn"),
     );
     Response::new(Full::new(Bytes::from(body)))
-}
-
-/// The demo config: one TLS listener with a generated certificate, round robin over `backends`.
-pub fn config_toml(listen: SocketAddr, admin: SocketAddr, backends: &[SocketAddr]) -> String {
-    let mut toml = format!(
-        "[admin]\nlisten = \"{admin}\"\n\n\
-         [[listeners]]\nname = \"demo\"\nlisten = \"{listen}\"\ndefault_pool = \"demo\"\n\
-         [listeners.tls]\n\n[pools.demo]\nalgorithm = \"round_robin\"\n"
-    );
-    for b in backends {
-        toml.push_str(&format!("\n[[pools.demo.backends]]\naddress = \"{b}\"\n"));
-    }
-    toml
 }
