@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Request, Version};
+use levee::geo::country::COUNTRY_COUNT;
 use levee::geo::{GeoDb, GeoSettings, tag};
 use levee::lb::{Backend, Balancer, PickContext, RoundRobin};
 use levee::proxy::headers::{ClientSide, rewrite_request, strip_hop_by_hop};
@@ -204,8 +205,52 @@ fn bench_sni_lookup(c: &mut Criterion) {
     group.finish();
 }
 
+/// The whole per-connection cost of GeoIP and stats: tag the client (lookup in the bundled
+/// database, over 1,024 public addresses in turn so the tree walk is not one cached path),
+/// then record the connection, its ASN, a full handshake, one request and the close in a
+/// shard with every country slot, as `proxy/conn.rs` and `proxy/service.rs` do.
+fn bench_geo_connection(c: &mut Criterion) {
+    let geo = GeoDb::bundled().expect("bundled database");
+    let shard = Shard::new(0, COUNTRY_COUNT);
+    let clients: Vec<IpAddr> = (0..1024u32)
+        .map(|i| {
+            IpAddr::from(
+                (0x0800_0000u32 + i.wrapping_mul(2_654_435_761) % 0xD000_0000).to_be_bytes(),
+            )
+        })
+        .collect();
+    let mut group = c.benchmark_group("geo_stats_connection");
+    group.throughput(Throughput::Elements(1));
+    let mut i = 0usize;
+    group.bench_function("tag_and_record", |b| {
+        b.iter(|| {
+            i = (i + 1) % clients.len();
+            let ip = clients[i];
+            let t = tag(&geo, black_box(ip));
+            shard.connection_opened(t.country);
+            if let Some(asn) = t.asn {
+                shard.asn_connection(asn, t.country, ip);
+            }
+            shard.handshake(t.country, HandshakeKind::Full, Duration::from_micros(75));
+            shard.request(t.country, 200, 300, 1_200);
+            shard.connection_closed(t.country);
+            t.country
+        });
+    });
+    group.bench_function("record_only", |b| {
+        let country = levee::geo::country::index_of("BR");
+        b.iter(|| {
+            shard.connection_opened(black_box(country));
+            shard.handshake(country, HandshakeKind::Full, Duration::from_micros(75));
+            shard.request(country, 200, 300, 1_200);
+            shard.connection_closed(country);
+        });
+    });
+    group.finish();
+}
+
 fn bench_stats(c: &mut Criterion) {
-    let shard = Shard::new(0, 1);
+    let shard = Shard::new(0, COUNTRY_COUNT);
     let mut group = c.benchmark_group("stats_shard");
     group.throughput(Throughput::Elements(1));
     group.bench_function("request", |b| {
@@ -269,7 +314,7 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(2));
-    targets = bench_rewrite_request, bench_geo_tag, bench_strip_hop_by_hop, bench_sni_lookup, bench_stats,
-        bench_round_robin
+    targets = bench_rewrite_request, bench_geo_tag, bench_geo_connection, bench_strip_hop_by_hop,
+        bench_sni_lookup, bench_stats, bench_round_robin
 }
 criterion_main!(hot_path);

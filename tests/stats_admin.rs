@@ -34,19 +34,6 @@ fn label_values(doc: &Exposition, name: &str, label: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// Polls `/stats` until `done` holds (bounded).
-async fn wait_stats(levee: &Levee, token: Option<&str>, done: impl Fn(&Value) -> bool) -> Value {
-    let started = Instant::now();
-    loop {
-        let doc = stats_doc(levee, token).await;
-        if done(&doc) {
-            return doc;
-        }
-        assert!(started.elapsed() < SLACK * 10, "not reached: {doc:#}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn history_sum(row: &Value) -> u64 {
     row["history"]
         .as_array()

@@ -8,13 +8,14 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use mmdb_writer::ipnet::IpNet;
 use mmdb_writer::{Value, Writer};
 use tokio::net::TcpSocket;
 
 use super::client::{RawReply, raw_exchange};
-use super::{Conn, Levee, Proto, Reply, empty, start_levee_in};
+use super::{Conn, Levee, Proto, Reply, SLACK, empty, start_levee_in};
 
 /// Source address of Brazilian test clients.
 pub const BR_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
@@ -136,4 +137,21 @@ pub fn country_row<'a>(doc: &'a serde_json::Value, code: &str) -> Option<&'a ser
         .as_array()?
         .iter()
         .find(|c| c["country"] == code)
+}
+
+/// Polls `/stats` until `done` holds (bounded).
+pub async fn wait_stats(
+    levee: &Levee,
+    token: Option<&str>,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let doc = stats_doc(levee, token).await;
+        if done(&doc) {
+            return doc;
+        }
+        assert!(started.elapsed() < SLACK * 10, "not reached: {doc:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
