@@ -173,6 +173,7 @@ pub fn start_with(snapshot: Snapshot, source: Option<ReloadSource>) -> anyhow::R
     let config = Arc::new(ArcSwap::from_pointee(snapshot));
     let mut handles = Vec::with_capacity(workers);
     let mut commands = Vec::with_capacity(workers);
+    let admission = Arc::new(crate::admission::Admission::default());
     for (id, sockets) in per_worker.into_iter().enumerate() {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         commands.push(tx);
@@ -183,6 +184,7 @@ pub fn start_with(snapshot: Snapshot, source: Option<ReloadSource>) -> anyhow::R
             shard: Arc::clone(&shards[id]),
             shutdown: shutdown.clone(),
             commands: rx,
+            admission: Arc::clone(&admission),
         })?);
     }
     let reloader = Arc::new(Reloader::new(

@@ -13,11 +13,14 @@
 //! - [`stats`]: per-worker stats shards, and the windows (rates, baselines, spikes) over them.
 //! - [`geo`]: GeoIP databases (country, ASN) opened with each snapshot, address lookup, and
 //!   the per-connection client tag (country slot, ASN, upstream header values).
+//! - [`admission`]: admission control: connection caps (process, per IP), the per-worker
+//!   handshake gate and queue, the minimum upload rate; refusals counted by reason.
 //! - [`admin`]: the admin API on the control thread.
 //! - [`demo`]: `levee demo`: built-in backends and synthetic per-country traffic.
 //! - [`top`]: `levee top`, a live terminal view of per-country traffic over the admin API.
 
 pub mod admin;
+pub mod admission;
 pub mod app;
 pub mod cli;
 pub mod config;

@@ -1,6 +1,7 @@
 //! The admin API, served on the control thread (never on a worker).
 
 mod pools;
+mod prom_admission;
 mod prom_text;
 mod prometheus;
 mod server;

@@ -27,6 +27,8 @@
 //! | `levee_country_spiking` | gauge (0 or 1) | `country` |
 //! | `levee_asn_connections_total` | counter | `asn`, `org` |
 //! | `levee_asn_requests_total` | counter | `asn`, `org` |
+//! | `levee_admission_rejected_total` | counter | `country`, `reason` = max_connections, per_ip, handshake_queue_full, handshake_queue_timeout, slow_upload |
+//! | `levee_admission_handshake_queue_depth` | gauge | |
 //! | `levee_backend_up` | gauge | `pool`, `backend` |
 //! | `levee_backend_in_flight` | gauge | `pool`, `backend` |
 //! | `levee_backend_requests_total` | counter | `pool`, `backend` |
@@ -84,6 +86,7 @@ pub fn render_metrics(
         .and_then(|()| write_traffic(&mut out, &rows))
         .and_then(|()| write_windows(&mut out, &rows, view))
         .and_then(|()| write_asns(&mut out, view))
+        .and_then(|()| super::prom_admission::write_admission(&mut out, shards))
         .and_then(|()| write_backends(&mut out, snapshot));
     out
 }

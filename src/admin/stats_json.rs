@@ -17,7 +17,9 @@
 //!   "spikes": [ { "country", "since", "rate", "baseline", "ratio", "resumed_share",
 //!               "handshake_p50_ms", "handshake_p99_ms",
 //!               "top_asns": [ { "asn", "org", "conn_rate_10s" } ] } ],
-//!   "workers": [ { "worker", "connections", "connections_active", "requests" } ] }
+//!   "workers": [ { "worker", "connections", "connections_active", "requests" } ],
+//!   "admission": { "rejected": { "max_connections", "per_ip", "handshake_queue_full",
+//!               "handshake_queue_timeout", "slow_upload" }, "handshake_queue_depth" } }
 //! ```
 //!
 //! Rates are per second; durations in milliseconds. Counters are read from the shards now;
@@ -31,10 +33,11 @@
 use serde_json::{Value, json};
 
 use super::AdminState;
+use crate::admission::RejectReason;
 use crate::geo::country;
 use crate::stats::{
     AsnView, CountersSnapshot, CountryIdx, CountryView, HandshakeKind, StatsView, has_traffic,
-    per_country, totals, unix_now,
+    per_country, rejected_per_country, totals, unix_now,
 };
 
 /// The `/stats` document.
@@ -81,6 +84,27 @@ pub fn stats_json(state: &AdminState) -> Value {
         "asns": view.asns.iter().map(asn_json).collect::<Vec<_>>(),
         "spikes": spikes_json(&view),
         "workers": workers,
+        "admission": admission_json(state),
+    })
+}
+
+/// Refusals by reason (all countries; `/metrics` has them per country), the handshake
+/// queues' depth now (all workers).
+fn admission_json(state: &AdminState) -> Value {
+    let mut by_reason = [0u64; RejectReason::COUNT];
+    for row in rejected_per_country(state.shards.iter().map(|s| s.as_ref())) {
+        for (d, n) in by_reason.iter_mut().zip(row) {
+            *d += n;
+        }
+    }
+    let rejected: serde_json::Map<String, Value> = RejectReason::ALL
+        .iter()
+        .map(|r| (r.as_str().to_string(), json!(by_reason[*r as usize])))
+        .collect();
+    let depth: u64 = state.shards.iter().map(|s| s.handshake_queue_depth()).sum();
+    json!({
+        "rejected": rejected,
+        "handshake_queue_depth": depth,
     })
 }
 

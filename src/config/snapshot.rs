@@ -9,6 +9,7 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::admission::AdmissionSettings;
 use crate::geo::{ClientTag, GeoDb, GeoSettings};
 use crate::lb::Pool;
 
@@ -35,6 +36,8 @@ pub struct Snapshot {
     pub stats: StatsSettings,
     /// `[geo]`: tagging on/off and the upstream header names (prebuilt).
     pub geo_settings: GeoSettings,
+    /// `[admission]`: connection caps, the handshake queue, the minimum upload rate.
+    pub admission: AdmissionSettings,
 }
 
 impl Snapshot {

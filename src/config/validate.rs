@@ -39,6 +39,7 @@ const SESSION_CACHE_RANGE: (i64, i64) = (1, 10_000_000);
 const HEADER_BYTES_RANGE: (i64, i64) = (8 * 1024, 1024 * 1024);
 
 mod admin;
+mod admission;
 mod geo;
 mod listener_net;
 mod policy;
@@ -74,23 +75,30 @@ pub fn build(raw: RawConfig, source: &str, ctx: &BuildContext) -> Result<Snapsho
         &mut Scope::new(&mut errs, "geo"),
     );
     let stats = stats::build_stats(&raw.stats, &mut Scope::new(&mut errs, "stats"));
-    match (server, admin, listeners, pools, geo, stats) {
-        (Some(server), Some(admin), Some(listeners), Some(pools), Some(geo), Some(stats))
-            if errs.is_empty() =>
-        {
-            Ok(Snapshot {
-                generation: ctx.generation,
-                source_hash: source_hash(source),
-                server,
-                admin,
-                listeners,
-                pools,
-                pool_index,
-                geo,
-                geo_settings,
-                stats,
-            })
-        }
+    let admission =
+        admission::build_admission(&raw.admission, &mut Scope::new(&mut errs, "admission"));
+    match (server, admin, listeners, pools, geo, stats, admission) {
+        (
+            Some(server),
+            Some(admin),
+            Some(listeners),
+            Some(pools),
+            Some(geo),
+            Some(stats),
+            Some(admission),
+        ) if errs.is_empty() => Ok(Snapshot {
+            generation: ctx.generation,
+            source_hash: source_hash(source),
+            server,
+            admin,
+            listeners,
+            pools,
+            pool_index,
+            geo,
+            geo_settings,
+            stats,
+            admission,
+        }),
         _ if errs.is_empty() => Err(ConfigError::new("", "invalid configuration").into()),
         _ => Err(ConfigErrors(errs)),
     }

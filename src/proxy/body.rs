@@ -11,6 +11,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::upstream::PooledSender;
+use crate::admission::UploadRate;
 
 /// Error raised by `RequestBody` when the client sends more than the limit.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +27,8 @@ pub struct RequestBody {
     inner: Option<Incoming>,
     limit: u64,
     seen: Rc<Cell<u64>>,
+    /// `[admission] min_upload_rate`, when set.
+    rate: Option<UploadRate>,
 }
 
 impl RequestBody {
@@ -35,7 +38,14 @@ impl RequestBody {
             inner: Some(inner),
             limit,
             seen,
+            rate: None,
         }
+    }
+
+    /// Cuts the body (with `BodyTooSlow`) when it falls below the minimum upload rate.
+    pub fn with_min_rate(mut self, rate: Option<UploadRate>) -> Self {
+        self.rate = rate;
+        self
     }
 
     /// An empty body (a retried request that had none).
@@ -44,6 +54,7 @@ impl RequestBody {
             inner: None,
             limit: 0,
             seen,
+            rate: None,
         }
     }
 }
@@ -56,15 +67,27 @@ impl Body for RequestBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let Some(inner) = self.inner.as_mut() else {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
         let frame = match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => frame,
             Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(Box::new(e)))),
             Poll::Ready(None) => return Poll::Ready(None),
-            Poll::Pending => return Poll::Pending,
+            Poll::Pending => {
+                if let Some(rate) = this.rate.as_mut() {
+                    if let Poll::Ready(slow) = rate.poll_behind(cx) {
+                        this.inner = None;
+                        return Poll::Ready(Some(Err(Box::new(slow))));
+                    }
+                }
+                return Poll::Pending;
+            }
         };
+        if let (Some(data), Some(rate)) = (frame.data_ref(), this.rate.as_mut()) {
+            rate.received(data.len() as u64);
+        }
         if let Some(data) = frame.data_ref() {
             let total = self.seen.get() + data.len() as u64;
             self.seen.set(total);

@@ -17,6 +17,8 @@ use super::headers::ClientSide;
 use super::idle::IdleTracker;
 use super::service;
 use super::upstream::UpstreamPool;
+use crate::admission::handshakes::GateLimits;
+use crate::admission::{Admission, ConnectionPermit, HandshakeGate, RejectReason};
 use crate::config::{HttpLimits, Listener, Snapshot};
 use crate::geo::ClientTag;
 use crate::net;
@@ -40,6 +42,10 @@ pub struct WorkerCtx {
     pub shutdown: CancellationToken,
     /// The newest config snapshot, as a worker-local `Rc`.
     pub snapshot: LocalSnapshot,
+    /// Admission counts shared by every worker (open connections, per client IP).
+    pub admission: Arc<Admission>,
+    /// This worker's TLS handshake cap and queue.
+    pub handshakes: Rc<HandshakeGate>,
 }
 
 /// What every request on one connection shares.
@@ -125,6 +131,7 @@ impl Drop for OpenConnection {
 /// progress is dropped, requests in flight finish, then the connection closes.
 pub async fn serve_connection(
     tcp: TcpStream,
+    permit: ConnectionPermit,
     peer: SocketAddr,
     snapshot: Rc<SnapshotHandle>,
     listener: Arc<Listener>,
@@ -143,6 +150,8 @@ pub async fn serve_connection(
     serve(tcp, peer, snapshot, listener, worker, drain)
         .instrument(span)
         .await;
+    // The process-wide slot is held until the connection is over.
+    drop(permit);
 }
 
 async fn serve(
@@ -172,6 +181,22 @@ async fn serve(
     }
     let tag = snapshot.client_tag(client_addr.ip());
     let country = tag.country;
+    let admission = snapshot.admission.clone();
+    // max_connections_per_ip, on the real client address; the slot is held to the end.
+    let _ip_permit = match admission.max_connections_per_ip {
+        None => None,
+        Some(limit) => {
+            let per_ip = &worker.admission.per_ip;
+            let Some(p) = per_ip.try_acquire(client_addr.ip(), limit) else {
+                worker
+                    .shard
+                    .admission_rejected(country, RejectReason::PerIp);
+                debug!("refused: max_connections_per_ip");
+                return;
+            };
+            Some(p)
+        }
+    };
     worker.shard.connection_opened(country);
     if let Some(asn) = tag.asn {
         worker.shard.asn_connection(asn, country, client_addr.ip());
@@ -200,6 +225,25 @@ async fn serve(
         let builder = http_builder(&listener.http);
         return serve_http(tcp, builder, ctx, drain).await;
     };
+    // max_handshakes_in_flight: wait for a slot (bounded queue), held for the handshake.
+    let limits = GateLimits {
+        in_flight: admission.max_handshakes_in_flight,
+        queue: admission.handshake_queue,
+        timeout: admission.handshake_queue_timeout,
+    };
+    let gate = Rc::clone(&worker.handshakes);
+    let slot = tokio::select! {
+        r = gate.acquire(limits) => r,
+        _ = drain.cancelled() => return,
+    };
+    let _handshake_slot = match slot {
+        Ok(p) => p,
+        Err(reason) => {
+            worker.shard.admission_rejected(country, reason);
+            debug!(reason = reason.as_str(), "refused before TLS");
+            return;
+        }
+    };
     let accepted = tokio::select! {
         r = tls::accept_tls(tcp, Arc::clone(&tls_settings.server_config), tls_settings.handshake_timeout) => r,
         _ = drain.cancelled() => return,
@@ -217,6 +261,7 @@ async fn serve(
     worker
         .shard
         .handshake(country, outcome.kind, outcome.duration);
+    drop(_handshake_slot);
     let span = tracing::Span::current();
     span.record("sni", outcome.sni().unwrap_or(""));
     let h2 = outcome.is_h2();

@@ -29,6 +29,9 @@ pub enum ProxyError {
     /// The client's request body exceeded the configured limit.
     #[error("request body too large")]
     BodyTooLarge,
+    /// The client's request body arrived slower than `[admission] min_upload_rate`.
+    #[error("request body too slow")]
+    BodyTooSlow,
     /// The client's request body failed (client went away or sent a malformed body).
     #[error("client request body failed: {0}")]
     ClientBody(hyper::Error),
@@ -44,6 +47,7 @@ impl ProxyError {
             ProxyError::Connect(_) | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ProxyError::ConnectTimeout | ProxyError::ResponseTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::BodyTooSlow => StatusCode::REQUEST_TIMEOUT,
             ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -75,6 +79,7 @@ impl ProxyError {
             ProxyError::ConnectTimeout => "504 Gateway Timeout: backend connect timed out\n",
             ProxyError::ResponseTimeout => "504 Gateway Timeout: the backend did not answer\n",
             ProxyError::BodyTooLarge => "413 Content Too Large: request body over the limit\n",
+            ProxyError::BodyTooSlow => "408 Request Timeout: request body too slow\n",
             ProxyError::ClientBody(_) => "400 Bad Request: request body failed\n",
         }
     }

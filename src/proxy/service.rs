@@ -17,6 +17,7 @@ use super::error::ProxyError;
 use super::headers::{rewrite_request, rewrite_response};
 use super::route::route;
 use super::upstream::{PooledSender, SendError};
+use crate::admission::{RejectReason, UploadRate};
 use crate::config::PoolId;
 use crate::geo::tag::ClientTag;
 use crate::lb::{InFlight, PickContext, outlier};
@@ -163,7 +164,13 @@ pub async fn handle(
     let replay =
         (pool.policy.retry.retries > 0 && body.is_end_stream() && is_idempotent(&parts.method))
             .then(|| parts.clone());
-    let body = RequestBody::new(body, limits.max_body_bytes, Rc::clone(&record.bytes_in));
+    let admission = &snapshot.admission;
+    let min_rate = admission
+        .min_upload_rate
+        .filter(|_| !body.is_end_stream())
+        .map(|rate| UploadRate::new(rate, admission.min_upload_rate_grace));
+    let body = RequestBody::new(body, limits.max_body_bytes, Rc::clone(&record.bytes_in))
+        .with_min_rate(min_rate);
     pool.budget.deposit(&pool.policy.retry);
     let mut attempt = Attempt {
         index: first,
@@ -279,6 +286,11 @@ fn declared_length(req: &Request<Incoming>) -> Option<u64> {
 
 /// A small text response produced by levee for a failed request.
 fn error_response(e: ProxyError, mut record: RequestRecord) -> ProxyResponse {
+    if matches!(e, ProxyError::BodyTooSlow) {
+        let tag = record.forwarded_tag.as_ref().unwrap_or(&record.conn.tag);
+        let shard = &record.conn.worker.shard;
+        shard.admission_rejected(tag.country, RejectReason::SlowUpload);
+    }
     let status = e.status();
     record.status = status;
     let mut resp = Response::new(ResponseBody::full(e.body_text(), record));

@@ -182,6 +182,9 @@ fn classify(e: hyper::Error) -> ProxyError {
         if s.is::<BodyTooLarge>() {
             return ProxyError::BodyTooLarge;
         }
+        if s.is::<crate::admission::BodyTooSlow>() {
+            return ProxyError::BodyTooSlow;
+        }
         source = s.source();
     }
     ProxyError::ClientBody(e)

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use crate::admission::{Admission, HandshakeGate, RejectReason};
 use crate::config::{Listener, Snapshot};
 use crate::proxy::upstream::UpstreamPool;
 use crate::proxy::{WorkerCtx, serve_connection};
@@ -47,6 +48,8 @@ pub struct WorkerSpec {
     pub shutdown: CancellationToken,
     /// Listener changes sent by reloads.
     pub commands: mpsc::UnboundedReceiver<WorkerCommand>,
+    /// Admission counts shared by every worker (open connections, per client IP).
+    pub admission: Arc<Admission>,
 }
 
 /// A listener change a reload asks a worker to make (after the new snapshot is stored).
@@ -96,6 +99,8 @@ async fn run(spec: WorkerSpec) {
         // Worker-local token: connections wait on it without touching a cross-core lock.
         shutdown: CancellationToken::new(),
         snapshot: LocalSnapshot::new(Arc::clone(&spec.config)),
+        admission: Arc::clone(&spec.admission),
+        handshakes: HandshakeGate::new(Arc::clone(&spec.shard)),
     });
     let connections = TaskTracker::new();
     let mut accept_loops: HashMap<String, Accepting> = HashMap::new();
@@ -218,8 +223,22 @@ async fn accept_loop(
             return;
         };
         let (snapshot, l) = (Rc::clone(snapshot), Arc::clone(l));
+        // max_connections: refused here, before anything is read (PROXY header or TLS).
+        // Dropping the socket closes it at once; a client that already sent its ClientHello
+        // gets a reset, one that did not gets a FIN.
+        let limit = snapshot.admission.max_connections;
+        let Some(permit) = worker.admission.connections.try_acquire(limit) else {
+            let country = snapshot.client_tag(peer.ip()).country;
+            worker
+                .shard
+                .admission_rejected(country, RejectReason::MaxConnections);
+            debug!(listener = %name, %peer, "refused: max_connections");
+            drop(tcp);
+            continue;
+        };
         connections.spawn_local(serve_connection(
             tcp,
+            permit,
             peer,
             snapshot,
             l,

@@ -22,7 +22,7 @@ pub use histogram::{
 };
 pub use shard::{
     Counters, CountersSnapshot, CountryIdx, HandshakeKind, Shard, StatusClass, UNKNOWN_COUNTRY,
-    totals,
+    rejected_per_country, totals,
 };
 pub use ticker::{log_event, run as run_windows, unix_now};
 pub use view::{

@@ -9,6 +9,8 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::admission::RejectReason;
 use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
@@ -140,6 +142,12 @@ pub struct Shard {
     pub worker: usize,
     countries: Box<[CachePadded<Counters>]>,
     asns: Box<CachePadded<AsnTable>>,
+    /// Refused connections and requests per country slot, by `RejectReason`. Kept outside
+    /// the padded slots (40 bytes a country, 10 KiB a shard): they are written only when
+    /// something is refused, and only by this worker.
+    rejected: Box<[[AtomicU64; RejectReason::COUNT]]>,
+    /// Connections waiting in this worker's handshake queue now.
+    handshake_queue_depth: AtomicU64,
 }
 
 impl Shard {
@@ -151,6 +159,10 @@ impl Shard {
                 .map(|_| CachePadded::new(Counters::default()))
                 .collect(),
             asns: Box::default(),
+            rejected: (0..country_slots.max(1))
+                .map(|_| Default::default())
+                .collect(),
+            handshake_queue_depth: AtomicU64::new(0),
         }
     }
 
@@ -163,6 +175,36 @@ impl Shard {
     pub fn memory_bytes(&self) -> usize {
         self.countries.len() * std::mem::size_of::<CachePadded<Counters>>()
             + std::mem::size_of::<CachePadded<AsnTable>>()
+            + self.rejected.len() * std::mem::size_of::<[AtomicU64; RejectReason::COUNT]>()
+    }
+
+    /// A connection (or request) of country `c` was refused by admission control.
+    pub fn admission_rejected(&self, c: CountryIdx, reason: RejectReason) {
+        let row = self
+            .rejected
+            .get(usize::from(c.0))
+            .unwrap_or(&self.rejected[0]);
+        row[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds this shard's refusals of country `c`, by reason, into `into`.
+    pub fn add_rejected(&self, c: CountryIdx, into: &mut [u64; RejectReason::COUNT]) {
+        if let Some(row) = self.rejected.get(usize::from(c.0)) {
+            for (d, a) in into.iter_mut().zip(row) {
+                *d += a.load(Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Publishes the depth of this worker's handshake queue.
+    pub fn set_handshake_queue_depth(&self, n: usize) {
+        self.handshake_queue_depth
+            .store(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// Connections waiting in this worker's handshake queue now.
+    pub fn handshake_queue_depth(&self) -> u64 {
+        self.handshake_queue_depth.load(Ordering::Relaxed)
     }
 
     fn slot(&self, c: CountryIdx) -> &Counters {
@@ -235,6 +277,25 @@ impl Shard {
     }
 }
 
+/// Admission refusals per country slot (by `RejectReason`), summed over shards.
+pub fn rejected_per_country<'a>(
+    shards: impl IntoIterator<Item = &'a Shard> + Clone,
+) -> Vec<[u64; RejectReason::COUNT]> {
+    let slots = shards
+        .clone()
+        .into_iter()
+        .map(Shard::country_slots)
+        .max()
+        .unwrap_or(1);
+    let mut out = vec![[0; RejectReason::COUNT]; slots];
+    for shard in shards {
+        for (i, row) in out.iter_mut().enumerate() {
+            shard.add_rejected(CountryIdx(u16::try_from(i).unwrap_or(u16::MAX)), row);
+        }
+    }
+    out
+}
+
 /// Sums shards into one total.
 pub fn totals<'a>(shards: impl IntoIterator<Item = &'a Shard>) -> CountersSnapshot {
     let mut s = CountersSnapshot::default();
@@ -252,6 +313,20 @@ mod tests {
     fn shards_sum() {
         let a = Shard::new(0, 4);
         let b = Shard::new(1, 4);
+        a.admission_rejected(CountryIdx(2), RejectReason::PerIp);
+        b.admission_rejected(CountryIdx(2), RejectReason::PerIp);
+        b.admission_rejected(CountryIdx(99), RejectReason::SlowUpload);
+        let mut r = [0; RejectReason::COUNT];
+        a.add_rejected(CountryIdx(2), &mut r);
+        b.add_rejected(CountryIdx(2), &mut r);
+        assert_eq!(r, [0, 2, 0, 0, 0]);
+        let mut zz = [0; RejectReason::COUNT];
+        b.add_rejected(CountryIdx(0), &mut zz);
+        assert_eq!(
+            zz[RejectReason::SlowUpload as usize],
+            1,
+            "out of range: slot 0"
+        );
         a.connection_opened(CountryIdx(1));
         b.connection_opened(CountryIdx(2));
         b.connection_closed(CountryIdx(2));

@@ -1,0 +1,38 @@
+//! `[admission]`: the typed limits, read from the current snapshot on every decision (a
+//! reload changes them at once; the counts live in [`super::Admission`] and survive it).
+
+use std::time::Duration;
+
+/// `[admission]`: global guards against floods and slow clients. `None` is "no limit".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdmissionSettings {
+    /// Open client connections of the whole process; beyond it a new connection is closed at
+    /// accept, before any TLS byte.
+    pub max_connections: Option<usize>,
+    /// Open connections per client IP (the PROXY protocol source when there is one).
+    pub max_connections_per_ip: Option<u32>,
+    /// TLS handshakes in progress per worker; more wait in the handshake queue.
+    pub max_handshakes_in_flight: Option<usize>,
+    /// Connections that may wait for a handshake slot, per worker; beyond it: refused.
+    pub handshake_queue: usize,
+    /// How long a connection may wait in the handshake queue before it is refused.
+    pub handshake_queue_timeout: Duration,
+    /// Smallest average request body rate, in bytes per second; slower: 408.
+    pub min_upload_rate: Option<u64>,
+    /// Time a request body is given before `min_upload_rate` applies.
+    pub min_upload_rate_grace: Duration,
+}
+
+impl Default for AdmissionSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: None,
+            max_connections_per_ip: None,
+            max_handshakes_in_flight: None,
+            handshake_queue: 1024,
+            handshake_queue_timeout: Duration::from_secs(5),
+            min_upload_rate: None,
+            min_upload_rate_grace: Duration::from_secs(5),
+        }
+    }
+}
