@@ -4,6 +4,7 @@ use std::cell::Cell;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
@@ -17,7 +18,7 @@ use super::error::ProxyError;
 use super::headers::{rewrite_request, rewrite_response};
 use super::route::route;
 use super::upstream::{PooledSender, SendError};
-use crate::admission::{RejectReason, UploadRate};
+use crate::admission::UploadRate;
 use crate::config::PoolId;
 use crate::geo::tag::ClientTag;
 use crate::lb::{InFlight, PickContext, outlier};
@@ -168,7 +169,11 @@ pub async fn handle(
     let min_rate = admission
         .min_upload_rate
         .filter(|_| !body.is_end_stream())
-        .map(|rate| UploadRate::new(rate, admission.min_upload_rate_grace));
+        .map(|rate| {
+            let tag = record.forwarded_tag.as_ref().unwrap_or(&conn.tag);
+            let shard = Arc::clone(&conn.worker.shard);
+            UploadRate::counted(rate, admission.min_upload_rate_grace, shard, tag.country)
+        });
     let body = RequestBody::new(body, limits.max_body_bytes, Rc::clone(&record.bytes_in))
         .with_min_rate(min_rate);
     pool.budget.deposit(&pool.policy.retry);
@@ -286,11 +291,6 @@ fn declared_length(req: &Request<Incoming>) -> Option<u64> {
 
 /// A small text response produced by levee for a failed request.
 fn error_response(e: ProxyError, mut record: RequestRecord) -> ProxyResponse {
-    if matches!(e, ProxyError::BodyTooSlow) {
-        let tag = record.forwarded_tag.as_ref().unwrap_or(&record.conn.tag);
-        let shard = &record.conn.worker.shard;
-        shard.admission_rejected(tag.country, RejectReason::SlowUpload);
-    }
     let status = e.status();
     record.status = status;
     let mut resp = Response::new(ResponseBody::full(e.body_text(), record));
