@@ -4,6 +4,8 @@
 //! trickling its request head is closed by `header_timeout` (slowloris), and a request body
 //! slower than `min_upload_rate` is cut with 408. Every refusal is counted by reason.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::net::{IpAddr, SocketAddr};
