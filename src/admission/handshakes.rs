@@ -153,10 +153,10 @@ mod tests {
             in_flight: None,
             ..l
         };
-        let _many: Vec<_> = futures_lite(&gate, unlimited).await;
+        let _many: Vec<_> = acquire_many(&gate, unlimited).await;
     }
 
-    async fn futures_lite(gate: &HandshakeGate, l: GateLimits) -> Vec<HandshakePermit> {
+    async fn acquire_many(gate: &HandshakeGate, l: GateLimits) -> Vec<HandshakePermit> {
         let mut v = Vec::new();
         for _ in 0..10 {
             v.push(gate.acquire(l).await.unwrap());

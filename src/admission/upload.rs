@@ -18,6 +18,14 @@ use tokio::time::{Instant, Sleep};
 use super::RejectReason;
 use crate::stats::{CountryIdx, Shard};
 
+/// Longest time the clock looks ahead (keeps `Instant` arithmetic far from overflow).
+const HORIZON: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// `start + d`, with `d` capped at `HORIZON`.
+fn after(start: Instant, d: Duration) -> Instant {
+    start.checked_add(d.min(HORIZON)).unwrap_or(start)
+}
+
 /// Error a request body ends with when the client sends it too slowly.
 #[derive(Debug, thiserror::Error)]
 #[error("request body slower than {rate} bytes/s")]
@@ -56,15 +64,16 @@ impl UploadRate {
             grace,
             start,
             received: 0,
-            timer: Box::pin(tokio::time::sleep_until(start + grace)),
+            timer: Box::pin(tokio::time::sleep_until(after(start, grace))),
             count_on: None,
         }
     }
 
     /// When the body falls behind unless more bytes arrive.
     fn deadline(&self) -> Instant {
-        let earned = Duration::from_secs_f64(self.received as f64 / self.rate as f64);
-        self.start + self.grace.max(earned)
+        let secs = self.received as f64 / self.rate as f64;
+        let earned = Duration::try_from_secs_f64(secs).unwrap_or(HORIZON);
+        after(self.start, self.grace.max(earned))
     }
 
     /// `n` more body bytes arrived.
@@ -108,5 +117,14 @@ mod tests {
         assert!(!behind(&mut r), "2.8 s, 300 bytes at 100/s: on time");
         tokio::time::advance(Duration::from_millis(300)).await;
         assert!(behind(&mut r), "3.1 s, 300 bytes: behind");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn huge_values_do_not_overflow() {
+        let mut r = UploadRate::new(1, Duration::MAX);
+        r.received(u64::MAX);
+        r.received(u64::MAX);
+        let mut r = UploadRate::new(u64::MAX, Duration::ZERO);
+        r.received(1);
     }
 }

@@ -236,7 +236,7 @@ async fn serve(
         r = gate.acquire(limits) => r,
         _ = drain.cancelled() => return,
     };
-    let _handshake_slot = match slot {
+    let handshake_slot = match slot {
         Ok(p) => p,
         Err(reason) => {
             worker.shard.admission_rejected(country, reason);
@@ -261,7 +261,8 @@ async fn serve(
     worker
         .shard
         .handshake(country, outcome.kind, outcome.duration);
-    drop(_handshake_slot);
+    // The slot is for the handshake only: the next waiter may start now.
+    drop(handshake_slot);
     let span = tracing::Span::current();
     span.record("sni", outcome.sni().unwrap_or(""));
     let h2 = outcome.is_h2();

@@ -1,6 +1,8 @@
 //! `[admission]`: connection caps, the handshake queue and the minimum upload rate, checked
 //! so workers can apply them as they are (every limit at least 1, durations above zero).
 
+use std::time::Duration;
+
 use super::super::file::RawAdmission;
 use super::Scope;
 use crate::admission::AdmissionSettings;
@@ -9,6 +11,8 @@ use crate::admission::AdmissionSettings;
 const CONNECTIONS_RANGE: (i64, i64) = (1, 100_000_000);
 /// Accepted `max_handshakes_in_flight` and `handshake_queue`.
 const HANDSHAKES_RANGE: (i64, i64) = (1, 1_000_000);
+/// Longest `handshake_queue_timeout` and `min_upload_rate_grace`.
+const MAX_WAIT: Duration = Duration::from_secs(3600);
 /// Accepted `min_upload_rate` (bytes per second).
 const RATE_RANGE: (i64, i64) = (1, 1 << 40);
 
@@ -45,6 +49,8 @@ pub(super) fn build_admission(raw: &RawAdmission, s: &mut Scope<'_>) -> Option<A
         raw.min_upload_rate_grace.as_deref(),
         d.min_upload_rate_grace,
     );
+    let queue_timeout = queue_timeout.filter(|d| at_most(s, "handshake_queue_timeout", *d));
+    let grace = grace.filter(|d| at_most(s, "min_upload_rate_grace", *d));
     Some(AdmissionSettings {
         max_connections: max_connections?,
         max_connections_per_ip: per_ip?,
@@ -54,6 +60,20 @@ pub(super) fn build_admission(raw: &RawAdmission, s: &mut Scope<'_>) -> Option<A
         min_upload_rate: rate?,
         min_upload_rate_grace: grace?,
     })
+}
+
+/// Whether a wait is at most `MAX_WAIT` (reported when not).
+fn at_most(s: &mut Scope<'_>, field: &str, d: Duration) -> bool {
+    let ok = d <= MAX_WAIT;
+    if !ok {
+        let reason = format!(
+            "must be at most {} (got {})",
+            humantime::format_duration(MAX_WAIT),
+            humantime::format_duration(d)
+        );
+        s.add(field, reason);
+    }
+    ok
 }
 
 /// An optional limit in `range`: `Some(None)` when absent, `None` when invalid (reported).
@@ -164,6 +184,16 @@ mod tests {
             "min_upload_rate_grace = \"soon\"",
             "admission.min_upload_rate_grace",
             "invalid duration",
+        );
+        rejected(
+            "min_upload_rate_grace = \"2h\"",
+            "admission.min_upload_rate_grace",
+            "at most 1h",
+        );
+        rejected(
+            "handshake_queue_timeout = \"100years\"",
+            "admission.handshake_queue_timeout",
+            "at most 1h",
         );
         rejected("bogus = 1", "admission.bogus", "unknown field");
     }
