@@ -65,6 +65,16 @@ async fn keep_alive_get(tcp: &mut TcpStream) -> bool {
     reply.status == 200
 }
 
+/// The first flight of a TLS client (its ClientHello), to send and then stall.
+fn client_hello() -> Vec<u8> {
+    let config = client_config_insecure(TlsOpts::default());
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut client = rustls::ClientConnection::new(config, name).unwrap();
+    let mut out = Vec::new();
+    client.write_tls(&mut out).unwrap();
+    out
+}
+
 /// `/stats`' `admission.rejected.<reason>`.
 async fn rejected(levee: &Levee, reason: &str) -> u64 {
     let doc = stats_doc(levee, None).await;
@@ -217,13 +227,22 @@ async fn handshake_queue_refuses_when_full_and_after_its_timeout() {
     let levee = start(1, admission, "handshake_timeout = \"10s\"", "", &backend);
     let addr = levee.addr("tls");
     let local = IpAddr::from([127, 0, 0, 1]);
-    // 1: takes the only slot and stalls mid-handshake (half a TLS record header).
+    let hello = client_hello();
+    // A client that connects and says nothing takes no slot (it costs no CPU yet).
+    let _silent = connect_from(local, addr).await;
+    // 1: sends its ClientHello, takes the only slot, then stalls mid-handshake.
     let mut first = connect_from(local, addr).await;
-    first.write_all(&[0x16, 0x03]).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    // 2: waits in the queue.
+    first.write_all(&hello).await.unwrap();
+    let mut server_hello = [0u8; 5];
+    tokio::time::timeout(SLACK, first.read_exact(&mut server_hello))
+        .await
+        .expect("the first gets its ServerHello")
+        .unwrap();
+    assert_eq!(server_hello[0], 0x16, "a TLS handshake record");
+    // 2: waits in the queue, with no reply to its ClientHello.
     let second_at = Instant::now();
     let mut second = connect_from(local, addr).await;
+    second.write_all(&hello).await.unwrap();
     let started = Instant::now();
     loop {
         let doc = stats_doc(&levee, None).await;
@@ -233,8 +252,9 @@ async fn handshake_queue_refuses_when_full_and_after_its_timeout() {
         assert!(started.elapsed() < SLACK * 3, "no waiter: {doc:#}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // 3: the queue is full: refused at once.
+    // 3: the queue is full: refused at once, without a reply to its ClientHello.
     let mut third = connect_from(local, addr).await;
+    third.write_all(&hello).await.unwrap();
     assert!(closed_within(&mut third, SLACK).await, "3rd not refused");
     assert_eq!(wait_rejected(&levee, "handshake_queue_full", 1).await, 1);
     // 2 gives up after handshake_queue_timeout.

@@ -9,8 +9,12 @@
 //! starts a new semaphore: handshakes holding permits of the old one finish on it, so for
 //! one handshake timeout the two together may exceed the new limit.
 //!
-//! This is where later admission layers (fair scheduling across countries, resumption
-//! first) plug in: `acquire` is the one place a new TLS connection waits.
+//! A connection asks for a slot once its ClientHello has arrived (`tls::accept_tls_gated`):
+//! a client that connects and says nothing costs no CPU and takes no slot (the handshake
+//! deadline closes it), and the gate runs before any reply, so a refusal costs almost
+//! nothing. This is where later admission layers (fair scheduling across countries,
+//! resumption first, which needs the ClientHello) plug in: `acquire` is the one place a
+//! new TLS connection waits.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;

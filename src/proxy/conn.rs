@@ -225,31 +225,26 @@ async fn serve(
         let builder = http_builder(&listener.http);
         return serve_http(tcp, builder, ctx, drain).await;
     };
-    // max_handshakes_in_flight: wait for a slot (bounded queue), held for the handshake.
+    // max_handshakes_in_flight: once the ClientHello is in, wait for a handshake slot
+    // (bounded queue) before any reply; the slot is held for the handshake only.
     let limits = GateLimits {
         in_flight: admission.max_handshakes_in_flight,
         queue: admission.handshake_queue,
         timeout: admission.handshake_queue_timeout,
     };
     let gate = Rc::clone(&worker.handshakes);
-    let slot = tokio::select! {
-        r = gate.acquire(limits) => r,
-        _ = drain.cancelled() => return,
-    };
-    let handshake_slot = match slot {
-        Ok(p) => p,
-        Err(reason) => {
-            worker.shard.admission_rejected(country, reason);
-            debug!(reason = reason.as_str(), "refused before TLS");
-            return;
-        }
-    };
+    let slot = async move { gate.acquire(limits).await };
     let accepted = tokio::select! {
-        r = tls::accept_tls(tcp, Arc::clone(&tls_settings.server_config), tls_settings.handshake_timeout) => r,
+        r = tls::accept_tls_gated(tcp, Arc::clone(&tls_settings.server_config), tls_settings.handshake_timeout, slot) => r,
         _ = drain.cancelled() => return,
     };
     let outcome = match accepted {
         Ok(o) => o,
+        Err(tls::HandshakeError::Refused(reason)) => {
+            worker.shard.admission_rejected(country, reason);
+            debug!(reason = reason.as_str(), "refused before the TLS handshake");
+            return;
+        }
         Err(e) => {
             worker
                 .shard
@@ -261,8 +256,6 @@ async fn serve(
     worker
         .shard
         .handshake(country, outcome.kind, outcome.duration);
-    // The slot is for the handshake only: the next waiter may start now.
-    drop(handshake_slot);
     let span = tracing::Span::current();
     span.record("sni", outcome.sni().unwrap_or(""));
     let h2 = outcome.is_h2();

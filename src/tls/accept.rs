@@ -3,6 +3,7 @@
 //! Until the ClientHello arrives a waiting client costs only its socket and a small read
 //! buffer; the handshake clock starts at the ClientHello so idle time is not counted.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::LazyConfigAcceptor;
 use tokio_rustls::server::TlsStream;
 
+use crate::admission::RejectReason;
 use crate::stats::HandshakeKind;
 
 /// A completed handshake.
@@ -46,6 +48,10 @@ pub enum HandshakeError {
         /// Time spent after the ClientHello (zero when it never came).
         duration: Duration,
     },
+    /// Admission control refused the connection after its ClientHello, before any byte of
+    /// the handshake was sent (not a handshake failure).
+    #[error("refused before the TLS handshake: {}", .0.as_str())]
+    Refused(RejectReason),
     /// The peer sent something that is not TLS, or the handshake failed.
     #[error("TLS handshake failed: {source}")]
     Failed {
@@ -63,6 +69,7 @@ impl HandshakeError {
             HandshakeError::Timeout { duration } | HandshakeError::Failed { duration, .. } => {
                 *duration
             }
+            HandshakeError::Refused(_) => Duration::ZERO,
         }
     }
 }
@@ -73,15 +80,40 @@ pub async fn accept_tls(
     config: Arc<ServerConfig>,
     deadline: Duration,
 ) -> Result<HandshakeOutcome, HandshakeError> {
+    let open = async { Ok::<(), RejectReason>(()) };
+    accept_tls_gated(tcp, config, deadline, open).await
+}
+
+/// Like [`accept_tls`], with an admission gate between the ClientHello and the handshake
+/// proper: `gate` is polled once the ClientHello has arrived (before any reply), and the
+/// value it resolves to is held until the handshake ends. Its `Err` refuses the connection
+/// (`HandshakeError::Refused`). Time spent waiting at the gate extends `deadline` and is
+/// not counted in the handshake duration.
+pub async fn accept_tls_gated<P>(
+    tcp: TcpStream,
+    config: Arc<ServerConfig>,
+    deadline: Duration,
+    gate: impl Future<Output = Result<P, RejectReason>>,
+) -> Result<HandshakeOutcome, HandshakeError> {
     let until = tokio::time::Instant::now() + deadline;
-    let mut hello_at: Option<Instant> = None;
-    let handshake = async {
-        let start = LazyConfigAcceptor::new(Acceptor::default(), tcp).await;
-        hello_at = Some(Instant::now());
-        start?.into_stream(config).await
+    let hello = tokio::time::timeout_at(until, LazyConfigAcceptor::new(Acceptor::default(), tcp));
+    let start = match hello.await {
+        Err(_) => {
+            let duration = Duration::ZERO;
+            return Err(HandshakeError::Timeout { duration });
+        }
+        Ok(Err(source)) => {
+            let duration = Duration::ZERO;
+            return Err(HandshakeError::Failed { source, duration });
+        }
+        Ok(Ok(start)) => start,
     };
-    let result = tokio::time::timeout_at(until, handshake).await;
-    let duration = hello_at.map_or(Duration::ZERO, |t| t.elapsed());
+    let waiting = Instant::now();
+    let _slot = gate.await.map_err(HandshakeError::Refused)?;
+    let waited = waiting.elapsed();
+    let hello_at = Instant::now();
+    let result = tokio::time::timeout_at(until + waited, start.into_stream(config)).await;
+    let duration = hello_at.elapsed();
     match result {
         Err(_) => Err(HandshakeError::Timeout { duration }),
         Ok(Err(source)) => Err(HandshakeError::Failed { source, duration }),
