@@ -3,7 +3,8 @@
 //!
 //! A shard has one slot per country (`geo::country::COUNTRY_COUNT`, 253), each
 //! `CachePadded`. A slot is 384 bytes (counters 80, two 17-bucket histograms of 144), so a
-//! shard is 95 KiB of country slots plus 6.6 KiB of ASN table (101.5 KiB a worker): small
+//! shard is 95 KiB of country slots plus 6.6 KiB of ASN table, plus 10 KiB of admission
+//! refusals (5 reasons a country, kept outside the padded slots), 111.5 KiB a worker: small
 //! enough that the histograms keep all 17 buckets (100 µs .. 10 s, +Inf), the same buckets
 //! as `/metrics` exposes.
 
