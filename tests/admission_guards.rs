@@ -26,7 +26,19 @@ use tokio::net::{TcpSocket, TcpStream};
 fn start(workers: usize, admission: &str, tls_extra: &str, http: &str, backend: &Backend) -> Levee {
     let dir = tempfile::tempdir().unwrap();
     write_loopback_geo(dir.path());
-    let toml = format!(
+    let toml = config(workers, admission, tls_extra, http, backend);
+    start_levee_in(dir, &toml)
+}
+
+/// The config `start` runs.
+fn config(
+    workers: usize,
+    admission: &str,
+    tls_extra: &str,
+    http: &str,
+    backend: &Backend,
+) -> String {
+    format!(
         "[server]\nworkers = {workers}\nshutdown_timeout = \"2s\"\naccess_log = false\n\n\
          [admin]\nlisten = \"127.0.0.1:0\"\n\n\
          [geo]\ncountry_db = \"countries.mmdb\"\nasn_db = \"asns.mmdb\"\n\n\
@@ -34,8 +46,7 @@ fn start(workers: usize, admission: &str, tls_extra: &str, http: &str, backend: 
         listener_toml("tls", "web", Some(&[]), tls_extra, http),
         listener_toml("plain", "web", None, "", http),
         pool_toml("web", &[backend.addr], ""),
-    );
-    start_levee_in(dir, &toml)
+    )
 }
 
 /// A TCP connection from source address `from`.
@@ -375,4 +386,35 @@ async fn a_body_below_the_minimum_upload_rate_gets_408() {
     );
     let fast = request_from(DE_IP, addr, &common::stats::echo_request(5000)).await;
     assert_eq!(fast.status, 200, "others unaffected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_changes_the_limits_and_keeps_the_counts() {
+    let backend = Backend::start("b1");
+    let levee = start(2, "max_connections = 1", "", "", &backend);
+    let addr = levee.addr("plain");
+    let mut first = connect_from(BR_IP, addr).await;
+    assert!(keep_alive_get(&mut first).await);
+    let mut refused = connect_from(BR_IP, addr).await;
+    assert!(closed_within(&mut refused, SLACK * 3).await);
+    // Raised by a reload: one more fits, the open one still counts.
+    let report = levee.reload_with(&config(2, "max_connections = 2", "", "", &backend));
+    assert!(report.ok, "{report:?}");
+    let mut second = connect_from(BR_IP, addr).await;
+    assert!(keep_alive_get(&mut second).await);
+    let mut third = connect_from(BR_IP, addr).await;
+    assert!(
+        closed_within(&mut third, SLACK * 3).await,
+        "2 open: the 3rd is refused"
+    );
+    // A per-IP cap set by a reload counts the connections already open.
+    let report = levee.reload_with(&config(2, "max_connections_per_ip = 2", "", "", &backend));
+    assert!(report.ok, "{report:?}");
+    let mut over = connect_from(BR_IP, addr).await;
+    assert!(
+        keep_alive_get(&mut over).await,
+        "opened before the cap: not counted"
+    );
+    assert!(keep_alive_get(&mut first).await);
+    assert!(keep_alive_get(&mut second).await);
 }
