@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, StatusCode, header};
+use http::{Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -133,66 +133,17 @@ pub async fn post_reload(addr: &str) -> Result<Answer, ClientError> {
 
 /// Like [`post_reload`], sending `token` (if any) as `Authorization: Bearer TOKEN`.
 pub async fn post_reload_with(addr: &str, token: Option<&str>) -> Result<Answer, ClientError> {
-    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
-        .await
-        .map_err(|_| ClientError::Timeout {
-            addr: addr.to_string(),
-            after: CONNECT_TIMEOUT,
-        })?
-        .map_err(|reason| ClientError::Connect {
-            addr: addr.to_string(),
-            reason,
-        })?;
-    tokio::time::timeout(ANSWER_TIMEOUT, exchange(tcp, addr, token))
-        .await
-        .map_err(|_| ClientError::Timeout {
-            addr: addr.to_string(),
-            after: ANSWER_TIMEOUT,
-        })?
-}
-
-/// `POST /reload` on a connected stream; reads and parses the answer.
-async fn exchange(tcp: TcpStream, addr: &str, token: Option<&str>) -> Result<Answer, ClientError> {
-    let http_err = |reason: String| ClientError::Http {
-        addr: addr.to_string(),
-        reason,
+    let call = AdminCall {
+        addr,
+        method: Method::POST,
+        path: "/reload",
+        token,
+        user_agent: concat!("levee/", env!("CARGO_PKG_VERSION")),
+        connect_timeout: CONNECT_TIMEOUT,
+        answer_timeout: ANSWER_TIMEOUT,
+        max_answer_bytes: MAX_ANSWER_BYTES,
     };
-    let _ = tcp.set_nodelay(true);
-    let (mut sender, conn) = http1::handshake(TokioIo::new(tcp))
-        .await
-        .map_err(|e| http_err(format!("handshake: {e}")))?;
-    let mut req = Request::post("/reload");
-    if let Some(token) = token {
-        req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
-    }
-    let req = req
-        .header(header::HOST, addr)
-        .header(
-            header::USER_AGENT,
-            concat!("levee/", env!("CARGO_PKG_VERSION")),
-        )
-        .header(header::CONNECTION, "close")
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| http_err(format!("request: {e}")))?;
-    let exchange = async {
-        let resp = sender.send_request(req).await?;
-        let (parts, body) = resp.into_parts();
-        let body = Limited::new(body, MAX_ANSWER_BYTES).collect().await;
-        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((parts.status, body))
-    };
-    tokio::pin!(conn, exchange);
-    // The connection must be driven while the response is read; once it ends, whatever the
-    // exchange got (or why it got nothing) is waiting in `exchange`.
-    let (status, body) = tokio::select! {
-        biased;
-        r = &mut exchange => r,
-        _ = &mut conn => exchange.await,
-    }
-    .map_err(|e| http_err(e.to_string()))?;
-    let body = body
-        .map_err(|e| http_err(format!("reading the answer: {e}")))?
-        .to_bytes();
-    let json = String::from_utf8_lossy(&body).into_owned();
+    let (status, json) = admin_call(&call).await?;
     let unexpected = |json: &str| ClientError::Unexpected {
         addr: addr.to_string(),
         status,
@@ -211,6 +162,97 @@ async fn exchange(tcp: TcpStream, addr: &str, token: Option<&str>) -> Result<Ans
         Ok(report) if report.ok == (status == StatusCode::OK) => Ok(Answer { report, json }),
         _ => Err(unexpected(&json)),
     }
+}
+
+/// One call to the admin API: where, what, and its bounds (`levee reload`, `levee top`).
+#[derive(Debug, Clone)]
+pub struct AdminCall<'a> {
+    /// The admin address, `host:port`.
+    pub addr: &'a str,
+    /// Request method.
+    pub method: Method,
+    /// Request path.
+    pub path: &'a str,
+    /// Sent as `Authorization: Bearer TOKEN` when present.
+    pub token: Option<&'a str>,
+    /// `User-Agent` of the request.
+    pub user_agent: &'static str,
+    /// How long connecting may take.
+    pub connect_timeout: Duration,
+    /// How long the answer may take once connected.
+    pub answer_timeout: Duration,
+    /// Largest answer body read.
+    pub max_answer_bytes: usize,
+}
+
+/// Makes `call` on a new HTTP/1.1 connection: the status and the body as text, whatever the
+/// status (the caller decides what it means).
+pub async fn admin_call(call: &AdminCall<'_>) -> Result<(StatusCode, String), ClientError> {
+    let addr = call.addr;
+    let tcp = tokio::time::timeout(call.connect_timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| ClientError::Timeout {
+            addr: addr.to_string(),
+            after: call.connect_timeout,
+        })?
+        .map_err(|reason| ClientError::Connect {
+            addr: addr.to_string(),
+            reason,
+        })?;
+    tokio::time::timeout(call.answer_timeout, exchange(tcp, call))
+        .await
+        .map_err(|_| ClientError::Timeout {
+            addr: addr.to_string(),
+            after: call.answer_timeout,
+        })?
+}
+
+/// `call` on a connected stream; reads the whole answer (up to its size limit).
+async fn exchange(
+    tcp: TcpStream,
+    call: &AdminCall<'_>,
+) -> Result<(StatusCode, String), ClientError> {
+    let addr = call.addr;
+    let http_err = |reason: String| ClientError::Http {
+        addr: addr.to_string(),
+        reason,
+    };
+    let _ = tcp.set_nodelay(true);
+    let (mut sender, conn) = http1::handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|e| http_err(format!("handshake: {e}")))?;
+    let mut req = Request::builder()
+        .method(call.method.clone())
+        .uri(call.path);
+    if let Some(token) = call.token {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let req = req
+        .header(header::HOST, addr)
+        .header(header::USER_AGENT, call.user_agent)
+        .header(header::CONNECTION, "close")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| http_err(format!("request: {e}")))?;
+    let max = call.max_answer_bytes;
+    let exchange = async {
+        let resp = sender.send_request(req).await?;
+        let (parts, body) = resp.into_parts();
+        let body = Limited::new(body, max).collect().await;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((parts.status, body))
+    };
+    tokio::pin!(conn, exchange);
+    // The connection must be driven while the response is read; once it ends, whatever the
+    // exchange got (or why it got nothing) is waiting in `exchange`.
+    let (status, body) = tokio::select! {
+        biased;
+        r = &mut exchange => r,
+        _ = &mut conn => exchange.await,
+    }
+    .map_err(|e| http_err(e.to_string()))?;
+    let body = body
+        .map_err(|e| http_err(format!("reading the answer: {e}")))?
+        .to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// The admin API address a running levee uses, read from `[admin] listen` of its config file

@@ -1,20 +1,15 @@
-//! The polling side of `levee top`: one `GET /stats` over a new HTTP/1.1 connection to the
-//! admin API (hyper's client connection, as `reload::client` does), bounded by short
-//! timeouts so a stuck admin API shows up as an error within the poll interval.
+//! The polling side of `levee top`: one `GET /stats` on the admin API through
+//! `reload::client::admin_call` (a new HTTP/1.1 connection), bounded by short timeouts so a
+//! stuck admin API shows up as an error within the poll interval.
 //!
 //! Errors reuse `reload::client::ClientError`, so both commands word them alike.
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Request, StatusCode, header};
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use http::{Method, StatusCode};
 
 use super::model::Stats;
-use crate::reload::client::ClientError;
+use crate::reload::client::{AdminCall, ClientError, admin_call};
 
 /// How long connecting to the admin API may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -26,22 +21,17 @@ const MAX_ANSWER_BYTES: usize = 8 << 20;
 /// Fetches and parses `GET /stats` from the admin API at `addr` (`host:port`), sending
 /// `Authorization: Bearer TOKEN` when a token is given.
 pub async fn fetch_stats(addr: &str, token: Option<&str>) -> Result<Stats, ClientError> {
-    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
-        .await
-        .map_err(|_| ClientError::Timeout {
-            addr: addr.to_string(),
-            after: CONNECT_TIMEOUT,
-        })?
-        .map_err(|reason| ClientError::Connect {
-            addr: addr.to_string(),
-            reason,
-        })?;
-    let (status, body) = tokio::time::timeout(ANSWER_TIMEOUT, get(tcp, addr, token))
-        .await
-        .map_err(|_| ClientError::Timeout {
-            addr: addr.to_string(),
-            after: ANSWER_TIMEOUT,
-        })??;
+    let call = AdminCall {
+        addr,
+        method: Method::GET,
+        path: "/stats",
+        token,
+        user_agent: concat!("levee-top/", env!("CARGO_PKG_VERSION")),
+        connect_timeout: CONNECT_TIMEOUT,
+        answer_timeout: ANSWER_TIMEOUT,
+        max_answer_bytes: MAX_ANSWER_BYTES,
+    };
+    let (status, body) = admin_call(&call).await?;
     let unexpected = |body: &str| ClientError::Unexpected {
         addr: addr.to_string(),
         status,
@@ -59,54 +49,6 @@ pub async fn fetch_stats(addr: &str, token: Option<&str>) -> Result<Stats, Clien
         return Err(unexpected(&body));
     }
     Stats::from_json(&body).map_err(|e| unexpected(&format!("not /stats JSON: {e}")))
-}
-
-/// `GET /stats` on a connected stream: the status and the body as text.
-async fn get(
-    tcp: TcpStream,
-    addr: &str,
-    token: Option<&str>,
-) -> Result<(StatusCode, String), ClientError> {
-    let http_err = |reason: String| ClientError::Http {
-        addr: addr.to_string(),
-        reason,
-    };
-    let _ = tcp.set_nodelay(true);
-    let (mut sender, conn) = http1::handshake(TokioIo::new(tcp))
-        .await
-        .map_err(|e| http_err(format!("handshake: {e}")))?;
-    let mut req = Request::get("/stats")
-        .header(header::HOST, addr)
-        .header(
-            header::USER_AGENT,
-            concat!("levee-top/", env!("CARGO_PKG_VERSION")),
-        )
-        .header(header::CONNECTION, "close");
-    if let Some(t) = token {
-        req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
-    }
-    let req = req
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| http_err(format!("request: {e}")))?;
-    let exchange = async {
-        let resp = sender.send_request(req).await?;
-        let (parts, body) = resp.into_parts();
-        let body = Limited::new(body, MAX_ANSWER_BYTES).collect().await;
-        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((parts.status, body))
-    };
-    tokio::pin!(conn, exchange);
-    // Drive the connection while the answer is read; if it ends first, the exchange holds
-    // the answer or the reason there is none.
-    let (status, body) = tokio::select! {
-        biased;
-        r = &mut exchange => r,
-        _ = &mut conn => exchange.await,
-    }
-    .map_err(|e| http_err(e.to_string()))?;
-    let body = body
-        .map_err(|e| http_err(format!("reading the answer: {e}")))?
-        .to_bytes();
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// The admin token `levee top` sends: `--token`, else what `levee reload` would send
