@@ -98,36 +98,20 @@ mod tests {
     use std::path::Path;
     use std::time::Duration;
 
+    use super::super::test_support::{MINIMAL, assert_rejected, context};
     use crate::admission::AdmissionSettings;
-    use crate::config::{BuildContext, ConfigErrors, load_str};
-    use crate::tls::Resumption;
-
-    const BASE: &str = "[[listeners]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\n\
-                        default_pool = \"api\"\n\
-                        [pools.api]\n[[pools.api.backends]]\naddress = \"127.0.0.1:9001\"\n";
-
-    fn ctx() -> BuildContext {
-        BuildContext {
-            resumption: Resumption::new(64).unwrap(),
-            base_dir: Path::new(".").to_path_buf(),
-            generation: 1,
-            previous: None,
-            generated_cert: Default::default(),
-        }
-    }
+    use crate::config::{ConfigErrors, load_str};
 
     fn admission(table: &str) -> Result<AdmissionSettings, ConfigErrors> {
-        load_str(&format!("{BASE}[admission]\n{table}\n"), &ctx()).map(|s| s.admission)
+        load_str(
+            &format!("{MINIMAL}[admission]\n{table}\n"),
+            &context(Path::new(".")),
+        )
+        .map(|s| s.admission)
     }
 
     fn rejected(table: &str, key: &str, needle: &str) {
-        let errs = admission(table).map(|_| ()).unwrap_err();
-        assert!(
-            errs.0
-                .iter()
-                .any(|e| e.key == key && e.reason.contains(needle)),
-            "{table}: {errs}"
-        );
+        assert_rejected(&format!("{MINIMAL}[admission]\n{table}\n"), key, needle);
     }
 
     #[test]

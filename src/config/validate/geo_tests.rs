@@ -10,20 +10,14 @@ use std::sync::Arc;
 use mmdb_writer::ipnet::IpNet;
 use mmdb_writer::{Value, Writer};
 
+use crate::config::validate::test_support::{MINIMAL as BASE, context};
 use crate::config::{BuildContext, ConfigError, ConfigErrors, Snapshot, load_str};
 use crate::geo::{CountryShape, DbOrigin};
-use crate::tls::Resumption;
-
-const BASE: &str = "[[listeners]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\ndefault_pool = \"api\"\n\
-                    [pools.api]\n[[pools.api.backends]]\naddress = \"127.0.0.1:9001\"\n";
 
 fn ctx(base_dir: &Path, previous: Option<Arc<Snapshot>>) -> BuildContext {
     BuildContext {
-        resumption: Resumption::new(64).unwrap(),
-        base_dir: base_dir.to_path_buf(),
-        generation: 1,
         previous,
-        generated_cert: Default::default(),
+        ..context(base_dir)
     }
 }
 

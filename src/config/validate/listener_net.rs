@@ -71,20 +71,14 @@ mod tests {
     use std::path::Path;
     use std::time::Duration;
 
-    use crate::config::{BuildContext, ConfigErrors, Snapshot, load_str};
+    use super::super::test_support::context;
+    use crate::config::{ConfigErrors, Snapshot, load_str};
     use crate::net::Accept;
-    use crate::tls::Resumption;
 
     const POOL: &str = "[pools.api]\n[[pools.api.backends]]\naddress = \"127.0.0.1:9001\"\n";
 
     fn load(keys: &str) -> Result<Snapshot, ConfigErrors> {
-        let ctx = BuildContext {
-            resumption: Resumption::new(64).unwrap(),
-            base_dir: Path::new(".").to_path_buf(),
-            generation: 1,
-            previous: None,
-            generated_cert: Default::default(),
-        };
+        let ctx = context(Path::new("."));
         let source = format!(
             "[[listeners]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\ndefault_pool = \"api\"\n\
              {keys}\n{POOL}"

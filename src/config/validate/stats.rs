@@ -77,35 +77,19 @@ mod tests {
     use std::path::Path;
     use std::time::Duration;
 
-    use crate::config::{BuildContext, ConfigErrors, StatsSettings, load_str};
-    use crate::tls::Resumption;
-
-    const BASE: &str = "[[listeners]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\n\
-                        default_pool = \"api\"\n\
-                        [pools.api]\n[[pools.api.backends]]\naddress = \"127.0.0.1:9001\"\n";
-
-    fn ctx() -> BuildContext {
-        BuildContext {
-            resumption: Resumption::new(64).unwrap(),
-            base_dir: Path::new(".").to_path_buf(),
-            generation: 1,
-            previous: None,
-            generated_cert: Default::default(),
-        }
-    }
+    use super::super::test_support::{MINIMAL, assert_rejected, context};
+    use crate::config::{ConfigErrors, StatsSettings, load_str};
 
     fn stats(table: &str) -> Result<StatsSettings, ConfigErrors> {
-        load_str(&format!("{BASE}[stats]\n{table}\n"), &ctx()).map(|s| s.stats)
+        load_str(
+            &format!("{MINIMAL}[stats]\n{table}\n"),
+            &context(Path::new(".")),
+        )
+        .map(|s| s.stats)
     }
 
     fn rejected(table: &str, key: &str, needle: &str) {
-        let errs = stats(table).map(|_| ()).unwrap_err();
-        assert!(
-            errs.0
-                .iter()
-                .any(|e| e.key == key && e.reason.contains(needle)),
-            "{table}: {errs}"
-        );
+        assert_rejected(&format!("{MINIMAL}[stats]\n{table}\n"), key, needle);
     }
 
     #[test]

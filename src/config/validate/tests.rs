@@ -4,18 +4,15 @@
 
 use std::path::Path;
 
+use super::test_support::context;
 use super::*;
 use crate::config::{ConfigErrors, load_file, load_str};
 use crate::lb::{Algorithm, HashKey, HealthProbe};
-use crate::tls::Resumption;
 
 fn ctx(base_dir: &Path) -> BuildContext {
     BuildContext {
-        resumption: Resumption::new(64).unwrap(),
-        base_dir: base_dir.to_path_buf(),
         generation: 7,
-        previous: None,
-        generated_cert: Default::default(),
+        ..context(base_dir)
     }
 }
 
