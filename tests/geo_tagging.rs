@@ -22,43 +22,17 @@ use std::time::Duration;
 
 use common::backend::Seen;
 use common::client::Proto;
+use common::mmdb::{asn_record, flat_country, nested_country, write_db};
 use common::*;
+use mmdb_writer::Value;
 use mmdb_writer::ipnet::IpNet;
-use mmdb_writer::{Value, Writer};
 
-/// Writes a database of `database_type` mapping each network to its record.
-fn write_db(path: &Path, database_type: &str, records: &[(&str, Value)]) {
-    let mut writer = Writer::new(database_type);
-    for (net, value) in records {
-        writer
-            .insert_value(net.parse::<IpNet>().unwrap(), value.clone())
-            .unwrap();
-    }
-    std::fs::write(path, writer.to_bytes().unwrap()).unwrap();
-}
-
-/// GeoLite2-Country shape: `country.iso_code`.
-fn nested(code: &str) -> Value {
-    let country = Value::map([
-        ("iso_code", Value::from(code)),
-        ("geoname_id", 1_u32.into()),
-    ]);
-    Value::map([
-        ("country", country.clone()),
-        ("registered_country", country),
-    ])
-}
-
-/// ip-location-db shape: a top-level `country_code`.
-fn flat(code: &str) -> Value {
-    Value::map([("country_code", code)])
-}
-
-fn asn(number: u32, org: &str) -> Value {
-    Value::map([
-        ("autonomous_system_number", Value::from(number)),
-        ("autonomous_system_organization", Value::from(org)),
-    ])
+/// `(network, record)` pairs for `write_db`, networks as text.
+fn records<'a>(pairs: impl IntoIterator<Item = (&'a str, Value)>) -> Vec<(IpNet, Value)> {
+    pairs
+        .into_iter()
+        .map(|(net, value)| (net.parse::<IpNet>().unwrap(), value))
+        .collect()
 }
 
 /// The fixture databases in `dir`: `nested.mmdb`, `flat.mmdb` and `asn.mmdb`.
@@ -69,20 +43,32 @@ fn write_fixtures(dir: &Path) {
         ("203.0.113.0/24", "JP"),
         ("2001:db8::/32", "US"),
     ];
-    let mut shaped: Vec<(&str, Value)> = ranges.iter().map(|(n, c)| (*n, nested(c))).collect();
-    shaped.push(("127.0.0.0/8", nested("BR")));
-    write_db(&dir.join("nested.mmdb"), "GeoLite2-Country", &shaped);
-    let mut shaped: Vec<(&str, Value)> = ranges.iter().map(|(n, c)| (*n, flat(c))).collect();
-    shaped.push(("127.0.0.0/8", flat("DE")));
-    write_db(&dir.join("flat.mmdb"), "ip-location-db country", &shaped);
+    let mut shaped: Vec<(&str, Value)> = ranges
+        .iter()
+        .map(|(n, c)| (*n, nested_country(c)))
+        .collect();
+    shaped.push(("127.0.0.0/8", nested_country("BR")));
+    write_db(
+        &dir.join("nested.mmdb"),
+        "GeoLite2-Country",
+        records(shaped),
+    );
+    let mut shaped: Vec<(&str, Value)> =
+        ranges.iter().map(|(n, c)| (*n, flat_country(c))).collect();
+    shaped.push(("127.0.0.0/8", flat_country("DE")));
+    write_db(
+        &dir.join("flat.mmdb"),
+        "ip-location-db country",
+        records(shaped),
+    );
     write_db(
         &dir.join("asn.mmdb"),
         "GeoLite2-ASN",
-        &[
-            ("192.0.2.0/24", asn(64_500, "Example BR")),
-            ("198.51.100.0/24", asn(64_501, "Example DE")),
-            ("127.0.0.0/8", asn(64_500, "Example BR")),
-        ],
+        records([
+            ("192.0.2.0/24", asn_record(64_500, "Example BR")),
+            ("198.51.100.0/24", asn_record(64_501, "Example DE")),
+            ("127.0.0.0/8", asn_record(64_500, "Example BR")),
+        ]),
     );
 }
 

@@ -9,11 +9,12 @@ mod common;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
+use common::mmdb::{asn_record, flat_country, nested_country, write_db};
 use common::stats::{stats_doc, wait_stats};
 use common::*;
 use levee::net::proxy_protocol::{encode_v1, encode_v2};
+
 use mmdb_writer::ipnet::IpNet;
-use mmdb_writer::{Value, Writer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -57,38 +58,24 @@ const RANGES: [(&str, &str, &str, u32, &str, u64, u64); 4] = [
     ),
 ];
 
-fn write_db(path: &Path, database_type: &str, records: Vec<(IpNet, Value)>) {
-    let mut writer = Writer::new(database_type);
-    for (net, value) in records {
-        writer.insert_value(net, value).unwrap();
-    }
-    std::fs::write(path, writer.to_bytes().unwrap()).unwrap();
-}
-
 /// `country_db` in the GeoLite2 shape (`country.iso_code`) when `nested`, else the flat
 /// ip-location-db shape; and a GeoLite2-ASN `asn_db`.
 fn write_fixtures(dir: &Path, nested: bool) {
-    let countries = RANGES
+    let countries: Vec<_> = RANGES
         .iter()
         .map(|&(range, _, code, ..)| {
             let record = if nested {
-                Value::map([("country", Value::map([("iso_code", code)]))])
+                nested_country(code)
             } else {
-                Value::map([("country_code", code)])
+                flat_country(code)
             };
-            (range.parse().unwrap(), record)
+            (range.parse::<IpNet>().unwrap(), record)
         })
         .collect();
     write_db(&dir.join("countries.mmdb"), "levee-test-country", countries);
-    let asns = RANGES
+    let asns: Vec<_> = RANGES
         .iter()
-        .map(|&(range, _, _, asn, org, ..)| {
-            let record = Value::map([
-                ("autonomous_system_number", Value::from(asn)),
-                ("autonomous_system_organization", Value::from(org)),
-            ]);
-            (range.parse().unwrap(), record)
-        })
+        .map(|&(range, _, _, asn, org, ..)| (range.parse::<IpNet>().unwrap(), asn_record(asn, org)))
         .collect();
     write_db(&dir.join("asns.mmdb"), "GeoLite2-ASN", asns);
 }

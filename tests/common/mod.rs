@@ -9,6 +9,7 @@ pub mod admin;
 pub mod backend;
 pub mod body;
 pub mod client;
+pub mod mmdb;
 pub mod pki;
 pub mod prom;
 pub mod reload;

@@ -11,10 +11,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use mmdb_writer::ipnet::IpNet;
-use mmdb_writer::{Value, Writer};
 use tokio::net::TcpSocket;
 
 use super::client::{RawReply, raw_exchange};
+use super::mmdb::{asn_record, flat_country, write_db};
 use super::{Conn, Levee, Proto, Reply, SLACK, empty, start_levee_in};
 
 /// Source address of Brazilian test clients.
@@ -33,33 +33,17 @@ pub const FIXTURE: [(IpAddr, &str, u32, &str); 3] = [
     (JP_IP, "JP", 64_502, "Example JP Net"),
 ];
 
-fn write_db(path: &Path, database_type: &str, records: Vec<(IpNet, Value)>) {
-    let mut writer = Writer::new(database_type);
-    for (net, value) in records {
-        writer.insert_value(net, value).unwrap();
-    }
-    std::fs::write(path, writer.to_bytes().unwrap()).unwrap();
-}
-
 /// Writes `countries.mmdb` (ip-location-db shape) and `asns.mmdb` (GeoLite2-ASN shape) into
 /// `dir`.
 pub fn write_loopback_geo(dir: &Path) {
     let net = |ip: IpAddr| IpNet::new(ip, 32).unwrap();
     let countries = FIXTURE
         .iter()
-        .map(|&(ip, code, _, _)| (net(ip), Value::map([("country_code", code)])))
-        .collect();
+        .map(|&(ip, code, _, _)| (net(ip), flat_country(code)));
     write_db(&dir.join("countries.mmdb"), "levee-test-country", countries);
     let asns = FIXTURE
         .iter()
-        .map(|&(ip, _, asn, org)| {
-            let record = Value::map([
-                ("autonomous_system_number", Value::from(asn)),
-                ("autonomous_system_organization", Value::from(org)),
-            ]);
-            (net(ip), record)
-        })
-        .collect();
+        .map(|&(ip, _, asn, org)| (net(ip), asn_record(asn, org)));
     write_db(&dir.join("asns.mmdb"), "GeoLite2-ASN", asns);
 }
 
