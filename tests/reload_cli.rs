@@ -12,7 +12,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -44,29 +44,10 @@ impl Proc {
                 "levee.toml",
                 &toml(listen, admin, backend, watch),
             );
-            let stderr_path = dir.path().join("stderr");
-            let child = Command::new(levee_bin())
-                .args(["run", "--log-level", "info", "--config"])
-                .arg(&config)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&stderr_path).unwrap())
-                .spawn()
-                .expect("spawn levee");
-            let mut child = ChildGuard::new(child, stderr_path);
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
-                if let Some(status) = child.try_exit() {
-                    last_err = format!("levee exited early ({status}): {}", child.stderr());
-                    break;
-                }
-                if let Ok(Ok(c)) = tokio::time::timeout(
-                    Duration::from_secs(1),
-                    tokio::net::TcpStream::connect(admin),
-                )
-                .await
-                {
-                    drop(c);
+            let mut child =
+                spawn_levee_with_config(&["run", "--log-level", "info"], &config, dir.path());
+            match wait_accepting(&mut child, admin).await {
+                Ok(()) => {
                     return Self {
                         child,
                         listen,
@@ -75,12 +56,7 @@ impl Proc {
                         _dir: dir,
                     };
                 }
-                assert!(
-                    Instant::now() < deadline,
-                    "levee did not listen within 20 s: {}",
-                    child.stderr()
-                );
-                tokio::time::sleep(Duration::from_millis(25)).await;
+                Err(e) => last_err = e,
             }
         }
         panic!("could not start levee: {last_err}");

@@ -5,7 +5,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::client::{Proto, tls_get};
@@ -40,34 +39,16 @@ async fn spawn_levee(
             pool_toml("web", &[backend], "response_timeout = \"30s\"")
         );
         let config = write_file(dir.path(), "levee.toml", &toml);
-        let stderr_path = dir.path().join("stderr");
-        let child = Command::new(levee_bin())
-            .args(args)
-            .arg("--config")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr_path).unwrap())
-            .spawn()
-            .expect("spawn levee");
-        let mut child = ChildGuard::new(child, stderr_path);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = child.try_exit() {
-                last_err = format!("levee exited early ({status}): {}", child.stderr());
-                break;
-            }
-            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+        let mut child = spawn_levee_with_config(args, &config, dir.path());
+        match wait_accepting(&mut child, addr).await {
+            Ok(()) => {
                 return Proc {
                     child,
                     addr,
                     _dir: dir,
                 };
             }
-            if Instant::now() >= deadline {
-                panic!("levee did not listen within 20 s: {}", child.stderr());
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+            Err(e) => last_err = e,
         }
     }
     panic!("could not start levee: {last_err}");

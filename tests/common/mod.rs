@@ -246,6 +246,43 @@ pub fn run_levee(args: &[&str]) -> Output {
     }
 }
 
+/// Spawns `levee <args> --config CONFIG` in the background, its stderr in `dir/stderr`.
+pub fn spawn_levee_with_config(args: &[&str], config: &Path, dir: &Path) -> ChildGuard {
+    let stderr_path = dir.join("stderr");
+    let child = Command::new(levee_bin())
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
+        .spawn()
+        .expect("spawn levee");
+    ChildGuard::new(child, stderr_path)
+}
+
+/// Waits until something accepts connections on `addr`; `Err` with levee's stderr when the
+/// child exits first. Panics when nothing accepts within 20 s.
+pub async fn wait_accepting(child: &mut ChildGuard, addr: SocketAddr) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_exit() {
+            return Err(format!("levee exited early ({status}): {}", child.stderr()));
+        }
+        let connect = tokio::net::TcpStream::connect(addr);
+        if let Ok(Ok(c)) = tokio::time::timeout(Duration::from_secs(1), connect).await {
+            drop(c);
+            return Ok(());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "levee did not listen within 20 s: {}",
+            child.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 /// Owns a child process: killed (by its PID, via `Child::kill`) and reaped when dropped.
 pub struct ChildGuard {
     child: Option<Child>,
