@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use super::queue::WaitQueue;
 use super::retry::RetryBudget;
-use super::{
-    Backend, Balancer, LeastConn, Maglev, P2c, PickContext, PoolPolicy, RoundRobin, Weighted,
-};
+use super::{Backend, Balancer, LeastConn, Maglev, P2c, PoolPolicy, RoundRobin, Weighted};
 
 /// Load-balancing algorithm names accepted in `pools.NAME.algorithm`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -154,18 +152,12 @@ impl Pool {
                 .zip(backends)
                 .all(|(a, b)| a.address == b.address && a.weight == b.weight)
     }
-
-    /// Picks a backend for one request.
-    pub fn pick(&self, ctx: &PickContext) -> Option<&Backend> {
-        self.balancer
-            .pick(&self.backends, ctx)
-            .and_then(|i| self.backends.get(i))
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lb::PickContext;
 
     fn backends(n: usize) -> Vec<Backend> {
         (0..n)
