@@ -43,16 +43,35 @@ pub enum RejectReason {
     HandshakeQueueTimeout = 3,
     /// `min_upload_rate`: a request body arrived slower than the minimum rate (408).
     SlowUpload = 4,
+    /// A country or ASN `new_connections_per_sec` bucket was empty; closed before TLS.
+    RateLimit = 5,
+    /// As `RateLimit`, with `action = "tarpit"`: held for `tarpit_delay`, then closed.
+    Tarpit = 6,
+    /// A country or ASN `requests_per_sec` bucket was empty: answered 429.
+    RequestRateLimit = 7,
+    /// The fair handshake scheduler made room in a full queue for a country below its
+    /// share by closing a waiter of the country furthest above its share.
+    FairShare = 8,
+    /// `[admission] auto`: the country's spike cap was exceeded; closed before TLS.
+    AutoCap = 9,
+    /// `[admission] auto` with `dry_run`: the spike cap would have closed it (it was not).
+    AutoCapDryRun = 10,
 }
 
 impl RejectReason {
     /// Every reason, in discriminant order.
-    pub const ALL: [RejectReason; 5] = [
+    pub const ALL: [RejectReason; 11] = [
         RejectReason::MaxConnections,
         RejectReason::PerIp,
         RejectReason::HandshakeQueueFull,
         RejectReason::HandshakeQueueTimeout,
         RejectReason::SlowUpload,
+        RejectReason::RateLimit,
+        RejectReason::Tarpit,
+        RejectReason::RequestRateLimit,
+        RejectReason::FairShare,
+        RejectReason::AutoCap,
+        RejectReason::AutoCapDryRun,
     ];
 
     /// Number of reasons (the length of a shard's per-country counter array).
@@ -66,7 +85,31 @@ impl RejectReason {
             RejectReason::HandshakeQueueFull => "handshake_queue_full",
             RejectReason::HandshakeQueueTimeout => "handshake_queue_timeout",
             RejectReason::SlowUpload => "slow_upload",
+            RejectReason::RateLimit => "rate_limit",
+            RejectReason::Tarpit => "tarpit",
+            RejectReason::RequestRateLimit => "request_rate_limit",
+            RejectReason::FairShare => "fair_share",
+            RejectReason::AutoCap => "auto_cap",
+            RejectReason::AutoCapDryRun => "auto_cap_dry_run",
         }
+    }
+
+    /// Whether something was actually refused (false only for a dry run's "would have").
+    pub fn is_refusal(self) -> bool {
+        self != RejectReason::AutoCapDryRun
+    }
+
+    /// Whether the connection was refused before it was counted as opened (so the offered
+    /// connection rate of a country is its opened rate plus these).
+    pub fn before_open(self) -> bool {
+        matches!(
+            self,
+            RejectReason::MaxConnections
+                | RejectReason::PerIp
+                | RejectReason::RateLimit
+                | RejectReason::Tarpit
+                | RejectReason::AutoCap
+        )
     }
 }
 

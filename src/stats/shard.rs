@@ -149,6 +149,8 @@ pub struct Shard {
     rejected: Box<[[AtomicU64; RejectReason::COUNT]]>,
     /// Connections waiting in this worker's handshake queue now.
     handshake_queue_depth: AtomicU64,
+    /// How long connections waited in the handshake queue (admitted or not).
+    handshake_queue_wait: Histogram,
 }
 
 impl Shard {
@@ -164,6 +166,7 @@ impl Shard {
                 .map(|_| Default::default())
                 .collect(),
             handshake_queue_depth: AtomicU64::new(0),
+            handshake_queue_wait: Histogram::default(),
         }
     }
 
@@ -206,6 +209,16 @@ impl Shard {
     /// Connections waiting in this worker's handshake queue now.
     pub fn handshake_queue_depth(&self) -> u64 {
         self.handshake_queue_depth.load(Ordering::Relaxed)
+    }
+
+    /// A connection left the handshake queue (with a slot or refused) after `waited`.
+    pub fn handshake_queue_waited(&self, waited: Duration) {
+        self.handshake_queue_wait.record(waited);
+    }
+
+    /// Adds this shard's handshake queue wait histogram into `into`.
+    pub fn add_handshake_queue_wait(&self, into: &mut HistogramSnapshot) {
+        self.handshake_queue_wait.add_to(into);
     }
 
     fn slot(&self, c: CountryIdx) -> &Counters {
