@@ -18,15 +18,18 @@
 //! `acquire` is the one place a new TLS connection waits.
 
 pub mod connections;
+pub mod gcra;
 pub mod handshakes;
+pub mod limits;
 pub mod per_ip;
 pub mod settings;
 pub mod upload;
 
 pub use connections::{ConnectionLimit, ConnectionPermit};
 pub use handshakes::{HandshakeGate, HandshakePermit};
+pub use limits::{LimitAction, LimitRule, Limited, RateLimits, RateState};
 pub use per_ip::{IpPermit, PerIpLimit};
-pub use settings::AdmissionSettings;
+pub use settings::{AdmissionSettings, AutoSettings};
 pub use upload::{BodyTooSlow, UploadRate};
 
 /// Why a connection (or a request) was refused. The discriminant indexes the per-country
@@ -121,6 +124,8 @@ pub struct Admission {
     pub connections: std::sync::Arc<ConnectionLimit>,
     /// Open client connections per client IP.
     pub per_ip: std::sync::Arc<PerIpLimit>,
+    /// Token buckets per country and ASN.
+    pub rates: RateState,
 }
 
 #[cfg(test)]

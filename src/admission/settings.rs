@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
+use super::limits::{DEFAULT_TARPIT_DELAY, RateLimits};
+
 /// `[admission]`: global guards against floods and slow clients. `None` is "no limit".
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AdmissionSettings {
     /// Open client connections of the whole process; beyond it a new connection is closed at
     /// accept, before any TLS byte.
@@ -21,6 +23,34 @@ pub struct AdmissionSettings {
     pub min_upload_rate: Option<u64>,
     /// Time a request body is given before `min_upload_rate` applies.
     pub min_upload_rate_grace: Duration,
+    /// Per-country and per-ASN token buckets, and the allowlist.
+    pub rate_limits: RateLimits,
+    /// `auto`, `dry_run`, `auto_headroom`.
+    pub auto: AutoSettings,
+}
+
+/// Automatic caps on a spiking country while the proxy is near its handshake capacity.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AutoSettings {
+    /// Whether caps are set automatically (`[admission] auto`).
+    pub enabled: bool,
+    /// Log and count what a cap would refuse, refuse nothing (`dry_run`).
+    pub dry_run: bool,
+    /// A cap is the country's baseline new-connection rate times this (`auto_headroom`).
+    pub headroom: f64,
+}
+
+/// Default `auto_headroom`.
+pub const DEFAULT_AUTO_HEADROOM: f64 = 1.5;
+
+impl Default for AutoSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            dry_run: false,
+            headroom: DEFAULT_AUTO_HEADROOM,
+        }
+    }
 }
 
 impl Default for AdmissionSettings {
@@ -33,6 +63,11 @@ impl Default for AdmissionSettings {
             handshake_queue_timeout: Duration::from_secs(5),
             min_upload_rate: None,
             min_upload_rate_grace: Duration::from_secs(5),
+            rate_limits: RateLimits {
+                tarpit_delay: DEFAULT_TARPIT_DELAY,
+                ..RateLimits::default()
+            },
+            auto: AutoSettings::default(),
         }
     }
 }

@@ -11,8 +11,10 @@ use serde::Deserialize;
 
 use super::ConfigError;
 
+mod admission;
 mod pool;
 
+pub use admission::{RawAdmission, RawRateLimit};
 pub use pool::{RawBackend, RawHealthCheck, RawOutlierDetection, RawPool, RawStatus};
 
 /// The whole file as written.
@@ -40,26 +42,6 @@ pub struct RawConfig {
     /// `[admission]`.
     #[serde(default)]
     pub admission: RawAdmission,
-}
-
-/// `[admission]`: global guards against connection floods and slow clients.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAdmission {
-    /// Open client connections of the whole process; absent: no limit.
-    pub max_connections: Option<i64>,
-    /// Open connections per client IP; absent: no limit.
-    pub max_connections_per_ip: Option<i64>,
-    /// TLS handshakes in progress per worker; absent: no limit.
-    pub max_handshakes_in_flight: Option<i64>,
-    /// Connections that may wait for a handshake slot, per worker.
-    pub handshake_queue: Option<i64>,
-    /// Longest wait in the handshake queue, e.g. `"5s"`.
-    pub handshake_queue_timeout: Option<String>,
-    /// Smallest average request body rate in bytes per second; absent: no minimum.
-    pub min_upload_rate: Option<i64>,
-    /// Time a request body is given before `min_upload_rate` applies, e.g. `"5s"`.
-    pub min_upload_rate_grace: Option<String>,
 }
 
 /// `[server]`: process-wide settings.

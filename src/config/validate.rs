@@ -40,6 +40,7 @@ const HEADER_BYTES_RANGE: (i64, i64) = (8 * 1024, 1024 * 1024);
 
 mod admin;
 mod admission;
+mod admission_limits;
 mod geo;
 mod listener_net;
 mod policy;

@@ -6,6 +6,7 @@
 
 pub mod accept;
 pub mod certs;
+pub mod hello;
 pub mod resumption;
 
 use std::sync::Arc;
