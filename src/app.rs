@@ -199,6 +199,7 @@ pub fn start_with(snapshot: Snapshot, source: Option<ReloadSource>) -> anyhow::R
         reloader: Arc::clone(&reloader),
         view: Arc::default(),
         started: std::time::Instant::now(),
+        admission: Arc::clone(&admission),
     };
     let control = spawn_control(admin_socket, state, shutdown.clone())?;
     if let Some(a) = admin {
@@ -238,6 +239,7 @@ fn spawn_control(
                     Arc::clone(&state.shards),
                     Arc::clone(&state.config),
                     Arc::clone(&state.view),
+                    Arc::clone(&state.admission),
                     shutdown.clone(),
                 ));
                 // Started whenever there is a file to watch; it watches only while the

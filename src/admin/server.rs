@@ -43,6 +43,8 @@ pub struct AdminState {
     pub view: Arc<ArcSwap<StatsView>>,
     /// When the process started serving.
     pub started: Instant,
+    /// Admission state (automatic caps in force).
+    pub admission: Arc<crate::admission::Admission>,
 }
 
 /// Serves the admin API on `listener` until `shutdown` is cancelled.

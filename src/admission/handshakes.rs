@@ -1,44 +1,50 @@
-//! `max_handshakes_in_flight`: each worker's cap on TLS handshakes in progress, with a
-//! bounded FIFO wait queue in front of it.
+//! `max_handshakes_in_flight`: each worker's cap on TLS handshakes in progress, and the
+//! fair queue in front of it.
 //!
 //! The gate is per worker (`Rc`, no `Send`): a handshake is CPU work on this worker's core,
-//! so the cap is per core too, and nothing here is shared between workers. Waiting uses a
-//! tokio `Semaphore`, which is FIFO and hands a freed permit to the oldest waiter (a
-//! newcomer never overtakes the queue); a waiter that gives up leaves the queue cleanly.
-//! Its lock is only ever taken by this worker's thread. A reload that changes the limit
-//! starts a new semaphore: handshakes holding permits of the old one finish on it, so for
-//! one handshake timeout the two together may exceed the new limit.
+//! so the cap is per core too, and nothing here is shared between workers.
 //!
-//! A connection asks for a slot once its ClientHello has arrived (`tls::accept_tls_gated`):
-//! a client that connects and says nothing costs no CPU and takes no slot (the handshake
-//! deadline closes it), and the gate runs before any reply, so a refusal costs almost
-//! nothing. This is where later admission layers (fair scheduling across countries,
-//! resumption first, which needs the ClientHello) plug in: `acquire` is the one place a
-//! new TLS connection waits.
+//! **Fair scheduling.** While a slot is free and nobody waits, a connection goes straight
+//! through. Otherwise it waits, in one of two classes:
+//! - *priority*: resumption attempts (see `tls::hello`) and allowlisted clients, served
+//!   first, in arrival order;
+//! - *by country*: one FIFO per country, served by start-time fair queueing: every
+//!   country has a virtual finish time that grows by `1 / weight` per handshake it is
+//!   given, and the next slot goes to the waiting country with the smallest one. A
+//!   country's weight is its baseline new-connection rate (from the stats windows, see
+//!   [`super::shares`]), so when handshakes are scarce each country gets capacity in
+//!   proportion to its usual traffic: a country at its baseline gets all it asks for,
+//!   and a country at ten times its baseline queues behind everyone else.
+//!
+//! When the queue is full, a newcomer takes the place of the newest waiter of the country
+//! furthest ahead of its share (that waiter is closed, reason `fair_share`), if the
+//! newcomer's own country is behind it; otherwise the newcomer is refused
+//! (`handshake_queue_full`). A waiter gives up after `handshake_queue_timeout`.
+//! Connections already past their handshake never wait here: their requests are not gated.
+//!
+//! A connection asks for a slot once its ClientHello has arrived
+//! (`tls::accept_tls_gated`): a client that connects and says nothing costs no CPU and
+//! takes no slot, and the gate runs before any reply, so a refusal costs almost nothing.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::oneshot;
 
 use super::RejectReason;
-use crate::stats::Shard;
+use super::shares::FairShares;
+use crate::stats::{CountryIdx, Shard};
 
-/// One worker's handshake gate.
-#[derive(Debug)]
-pub struct HandshakeGate {
-    /// (limit, its semaphore), replaced when the configured limit changes.
-    current: RefCell<Option<(usize, Arc<Semaphore>)>>,
-    waiting: Cell<usize>,
-    shard: Arc<Shard>,
-}
-
-/// A handshake slot; frees it (for the next waiter) when dropped.
-#[derive(Debug)]
-pub struct HandshakePermit {
-    _permit: Option<OwnedSemaphorePermit>,
+/// Who is asking for a handshake slot.
+#[derive(Debug, Clone, Copy)]
+pub struct Ticket {
+    /// The client's country slot.
+    pub country: CountryIdx,
+    /// Served before every country queue (resumption attempt or allowlisted client).
+    pub priority: bool,
 }
 
 /// The limits `acquire` applies (from `[admission]`).
@@ -52,73 +58,271 @@ pub struct GateLimits {
     pub timeout: Duration,
 }
 
+type Grant = Result<HandshakePermit, RejectReason>;
+
+/// One connection waiting for a slot.
+#[derive(Debug)]
+struct Waiter {
+    tx: oneshot::Sender<Grant>,
+}
+
+/// The scheduler state (touched only by this worker's thread).
+#[derive(Debug, Default)]
+struct State {
+    limit: usize,
+    in_flight: usize,
+    /// Live waiters (entries whose connection gave up are skipped when met).
+    waiting: usize,
+    priority: VecDeque<Waiter>,
+    /// One FIFO per country slot (grown on first use).
+    countries: Vec<VecDeque<Waiter>>,
+    /// Virtual finish time per country slot.
+    finish: Vec<f64>,
+    /// Virtual time: the start tag of the last country served.
+    clock: f64,
+}
+
+/// One worker's handshake gate.
+#[derive(Debug)]
+pub struct HandshakeGate {
+    state: RefCell<State>,
+    shard: Arc<Shard>,
+    shares: Arc<FairShares>,
+}
+
+/// A handshake slot; frees it (for the next waiter) when dropped.
+#[derive(Debug)]
+pub struct HandshakePermit {
+    gate: Option<Rc<HandshakeGate>>,
+}
+
+impl Drop for HandshakePermit {
+    fn drop(&mut self) {
+        if let Some(gate) = self.gate.take() {
+            gate.release();
+        }
+    }
+}
+
+impl HandshakePermit {
+    /// Forgets the slot without freeing it (it was never handed out).
+    fn disarm(mut self) {
+        self.gate = None;
+    }
+}
+
 impl HandshakeGate {
-    /// A gate for one worker; its queue depth is published on `shard`.
-    pub fn new(shard: Arc<Shard>) -> Rc<Self> {
+    /// A gate for one worker; its queue depth and waits are published on `shard`, its
+    /// country weights read from `shares`.
+    pub fn new(shard: Arc<Shard>, shares: Arc<FairShares>) -> Rc<Self> {
         Rc::new(Self {
-            current: RefCell::new(None),
-            waiting: Cell::new(0),
+            state: RefCell::new(State::default()),
             shard,
+            shares,
         })
     }
 
     /// Connections waiting for a handshake slot now.
     pub fn waiting(&self) -> usize {
-        self.waiting.get()
+        self.state.borrow().waiting
     }
 
-    fn semaphore(&self, limit: usize) -> Arc<Semaphore> {
-        let mut current = self.current.borrow_mut();
-        match current.as_ref() {
-            Some((l, s)) if *l == limit => Arc::clone(s),
-            _ => {
-                let s = Arc::new(Semaphore::new(limit.min(Semaphore::MAX_PERMITS)));
-                *current = Some((limit, Arc::clone(&s)));
-                s
+    /// Waits for a handshake slot: at once when one is free and nobody waits, else in the
+    /// fair queue for at most `limits.timeout`. `Err` names why the connection is refused.
+    pub async fn acquire(self: &Rc<Self>, limits: GateLimits, ticket: Ticket) -> Grant {
+        let Some(limit) = limits.in_flight else {
+            return Ok(HandshakePermit { gate: None });
+        };
+        let rx = {
+            let mut st = self.state.borrow_mut();
+            let raised = limit > st.limit;
+            st.limit = limit;
+            if raised && st.waiting > 0 {
+                drop(st);
+                self.dispatch();
+                st = self.state.borrow_mut();
+            }
+            if st.in_flight < st.limit && st.waiting == 0 {
+                st.in_flight += 1;
+                self.charge(&mut st, ticket);
+                return Ok(HandshakePermit {
+                    gate: Some(Rc::clone(self)),
+                });
+            }
+            if st.waiting >= limits.queue && !self.evict_for(&mut st, ticket) {
+                return Err(RejectReason::HandshakeQueueFull);
+            }
+            let (tx, rx) = oneshot::channel();
+            let waiter = Waiter { tx };
+            if ticket.priority {
+                st.priority.push_back(waiter);
+            } else {
+                let i = usize::from(ticket.country.0);
+                if st.countries.len() <= i {
+                    st.countries.resize_with(i + 1, VecDeque::new);
+                }
+                st.countries[i].push_back(waiter);
+            }
+            st.waiting += 1;
+            self.shard.set_handshake_queue_depth(st.waiting);
+            self.shares.mark_saturated();
+            rx
+        };
+        let queued_at = Instant::now();
+        let mut queued = Queued {
+            gate: self,
+            rx,
+            evicted: false,
+        };
+        let result = match tokio::time::timeout(limits.timeout, &mut queued.rx).await {
+            Ok(Ok(grant)) => grant,
+            Ok(Err(_)) | Err(_) => Err(RejectReason::HandshakeQueueTimeout),
+        };
+        queued.evicted = matches!(result, Err(RejectReason::FairShare));
+        self.shard.handshake_queue_waited(queued_at.elapsed());
+        result
+    }
+
+    /// Counts a handshake against `ticket`'s country (priority tickets are not charged).
+    fn charge(&self, st: &mut State, ticket: Ticket) {
+        if ticket.priority {
+            return;
+        }
+        let i = usize::from(ticket.country.0);
+        if st.finish.len() <= i {
+            st.finish.resize(i + 1, 0.0);
+        }
+        let start = st.finish[i].max(st.clock);
+        st.finish[i] = start + 1.0 / self.shares.weight(ticket.country);
+    }
+
+    /// The virtual start tag country `i` would get now.
+    fn start_tag(st: &State, i: usize) -> f64 {
+        st.finish.get(i).copied().unwrap_or(0.0).max(st.clock)
+    }
+
+    /// Makes room in a full queue for `ticket` by closing the newest live waiter of the
+    /// country furthest ahead of its share, when `ticket`'s country is behind it.
+    fn evict_for(&self, st: &mut State, ticket: Ticket) -> bool {
+        let mine = if ticket.priority {
+            f64::NEG_INFINITY
+        } else {
+            Self::start_tag(st, usize::from(ticket.country.0))
+        };
+        loop {
+            let victim = (0..st.countries.len())
+                .filter(|i| !st.countries[*i].is_empty())
+                .map(|i| (i, Self::start_tag(st, i)))
+                .filter(|(_, tag)| *tag > mine)
+                .max_by(|a, b| a.1.total_cmp(&b.1));
+            let Some((i, _)) = victim else {
+                return false;
+            };
+            let Some(w) = st.countries[i].pop_back() else {
+                continue;
+            };
+            if w.tx.send(Err(RejectReason::FairShare)).is_ok() {
+                // The room is made now (its `Queued` guard knows not to count it again).
+                st.waiting = st.waiting.saturating_sub(1);
+                return true;
             }
         }
     }
 
-    fn set_waiting(&self, n: usize) {
-        self.waiting.set(n);
-        self.shard.set_handshake_queue_depth(n);
+    /// A slot was freed: hand it to the next waiter.
+    fn release(self: &Rc<Self>) {
+        {
+            let mut st = self.state.borrow_mut();
+            st.in_flight = st.in_flight.saturating_sub(1);
+        }
+        self.dispatch();
     }
 
-    /// Waits for a handshake slot: at once when one is free, else in the queue (when it has
-    /// room) for at most `limits.timeout`. `Err` names why the connection is refused.
-    pub async fn acquire(&self, limits: GateLimits) -> Result<HandshakePermit, RejectReason> {
-        let Some(limit) = limits.in_flight else {
-            return Ok(HandshakePermit { _permit: None });
-        };
-        let semaphore = self.semaphore(limit);
-        if let Ok(p) = Arc::clone(&semaphore).try_acquire_owned() {
-            return Ok(HandshakePermit { _permit: Some(p) });
-        }
-        if self.waiting.get() >= limits.queue {
-            return Err(RejectReason::HandshakeQueueFull);
-        }
-        self.set_waiting(self.waiting.get() + 1);
-        // Leaves the queue count however the wait ends (slot, timeout, or dropped future).
-        let _in_queue = Waiting(self);
-        match tokio::time::timeout(limits.timeout, semaphore.acquire_owned()).await {
-            Ok(Ok(p)) => Ok(HandshakePermit { _permit: Some(p) }),
-            Ok(Err(_)) | Err(_) => Err(RejectReason::HandshakeQueueTimeout),
+    /// Hands free slots to waiters: priority first, then the country with the smallest
+    /// virtual start tag.
+    fn dispatch(self: &Rc<Self>) {
+        loop {
+            let mut st = self.state.borrow_mut();
+            if st.in_flight >= st.limit {
+                return;
+            }
+            let (waiter, ticket) = if let Some(w) = st.priority.pop_front() {
+                let ticket = Ticket {
+                    country: CountryIdx(0),
+                    priority: true,
+                };
+                (w, ticket)
+            } else {
+                let next = (0..st.countries.len())
+                    .filter(|i| !st.countries[*i].is_empty())
+                    .map(|i| (i, Self::start_tag(&st, i)))
+                    .min_by(|a, b| a.1.total_cmp(&b.1));
+                let Some((i, tag)) = next else {
+                    return;
+                };
+                let Some(w) = st.countries[i].pop_front() else {
+                    continue;
+                };
+                let ticket = Ticket {
+                    country: CountryIdx(u16::try_from(i).unwrap_or(0)),
+                    priority: false,
+                };
+                if w.tx.is_closed() {
+                    continue;
+                }
+                st.clock = tag;
+                (w, ticket)
+            };
+            if waiter.tx.is_closed() {
+                continue;
+            }
+            st.in_flight += 1;
+            self.charge(&mut st, ticket);
+            drop(st);
+            let permit = HandshakePermit {
+                gate: Some(Rc::clone(self)),
+            };
+            if let Err(Ok(permit)) = waiter.tx.send(Ok(permit)) {
+                // The waiter gave up in the meantime: take the slot back, try the next.
+                permit.disarm();
+                let mut st = self.state.borrow_mut();
+                st.in_flight = st.in_flight.saturating_sub(1);
+            }
         }
     }
 }
 
-struct Waiting<'a>(&'a HandshakeGate);
+/// A connection in the queue. Lowers the live waiter count however the wait ends (slot,
+/// timeout, or the connection dropped), except after an eviction, which already did.
+struct Queued<'a> {
+    gate: &'a HandshakeGate,
+    rx: oneshot::Receiver<Grant>,
+    evicted: bool,
+}
 
-impl Drop for Waiting<'_> {
+impl Drop for Queued<'_> {
     fn drop(&mut self) {
-        self.0.set_waiting(self.0.waiting.get().saturating_sub(1));
+        if self.evicted {
+            return;
+        }
+        // Dropped before it saw the answer: an eviction already lowered the count; a
+        // granted slot is freed when the permit (this temporary) drops, after the borrow.
+        if let Ok(Err(RejectReason::FairShare)) = self.rx.try_recv() {
+            return;
+        }
+        let mut st = self.gate.state.borrow_mut();
+        st.waiting = st.waiting.saturating_sub(1);
+        self.gate.shard.set_handshake_queue_depth(st.waiting);
     }
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use std::cell::RefCell as StdRefCell;
+
     use super::*;
+    use crate::geo::country;
 
     fn limits(in_flight: usize, queue: usize, ms: u64) -> GateLimits {
         GateLimits {
@@ -128,43 +332,130 @@ mod tests {
         }
     }
 
-    #[tokio::test(flavor = "current_thread", start_paused = true)]
-    async fn queue_full_and_timeout_are_refused() {
-        let gate = HandshakeGate::new(Arc::new(Shard::new(0, 1)));
-        let l = limits(1, 1, 100);
-        let first = gate.acquire(l).await.unwrap();
-        let local = tokio::task::LocalSet::new();
-        local
-            .run_until(async {
-                let g = Rc::clone(&gate);
-                let waiter = tokio::task::spawn_local(async move { g.acquire(l).await.is_ok() });
-                tokio::task::yield_now().await;
-                assert_eq!(gate.waiting(), 1);
-                assert_eq!(gate.shard.handshake_queue_depth(), 1);
-                let full = gate.acquire(l).await.map(|_| ()).unwrap_err();
-                assert_eq!(full, RejectReason::HandshakeQueueFull);
-                drop(first);
-                assert!(waiter.await.unwrap(), "the waiter got the freed slot");
-                assert_eq!(gate.waiting(), 0);
-                let held = gate.acquire(l).await.unwrap();
-                let late = gate.acquire(l).await.map(|_| ()).unwrap_err();
-                assert_eq!(late, RejectReason::HandshakeQueueTimeout);
-                assert_eq!(gate.waiting(), 0);
-                drop(held);
-            })
-            .await;
-        let unlimited = GateLimits {
-            in_flight: None,
-            ..l
-        };
-        let _many: Vec<_> = acquire_many(&gate, unlimited).await;
+    fn ticket(code: &str) -> Ticket {
+        Ticket {
+            country: country::index_of(code),
+            priority: false,
+        }
     }
 
-    async fn acquire_many(gate: &HandshakeGate, l: GateLimits) -> Vec<HandshakePermit> {
+    fn gate() -> Rc<HandshakeGate> {
+        HandshakeGate::new(
+            Arc::new(Shard::new(0, 300)),
+            Arc::new(FairShares::default()),
+        )
+    }
+
+    /// Spawns waiters that record, in order, the label of each one that got a slot (and
+    /// hold it until the test drops the permits it collects).
+    #[allow(clippy::type_complexity)]
+    fn spawn_waiter(
+        gate: &Rc<HandshakeGate>,
+        l: GateLimits,
+        t: Ticket,
+        label: &'static str,
+        log: &Rc<StdRefCell<Vec<Result<&'static str, RejectReason>>>>,
+        held: &Rc<StdRefCell<Vec<HandshakePermit>>>,
+    ) {
+        let (g, log, held) = (Rc::clone(gate), Rc::clone(log), Rc::clone(held));
+        tokio::task::spawn_local(async move {
+            match g.acquire(l, t).await {
+                Ok(p) => {
+                    log.borrow_mut().push(Ok(label));
+                    held.borrow_mut().push(p);
+                }
+                Err(e) => log.borrow_mut().push(Err(e)),
+            }
+        });
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_country_behind_its_share_goes_first_and_priority_before_all() {
+        let gate = gate();
+        let l = limits(1, 16, 10_000);
+        let log = Rc::new(StdRefCell::new(Vec::new()));
+        let held = Rc::new(StdRefCell::new(Vec::new()));
+        tokio::task::LocalSet::new()
+            .run_until(async {
+                let first = gate.acquire(l, ticket("BR")).await.unwrap();
+                for label in ["br1", "br2", "br3"] {
+                    spawn_waiter(&gate, l, ticket("BR"), label, &log, &held);
+                }
+                spawn_waiter(&gate, l, ticket("DE"), "de1", &log, &held);
+                let resumed = Ticket {
+                    priority: true,
+                    ..ticket("BR")
+                };
+                spawn_waiter(&gate, l, resumed, "resumed", &log, &held);
+                tokio::task::yield_now().await;
+                assert_eq!(gate.waiting(), 5);
+                drop(first);
+                for _ in 0..5 {
+                    tokio::task::yield_now().await;
+                    let next = held.borrow_mut().pop();
+                    drop(next);
+                }
+                tokio::task::yield_now().await;
+            })
+            .await;
+        let order: Vec<_> = log.borrow().iter().map(|r| r.unwrap()).collect();
+        assert_eq!(order, ["resumed", "de1", "br1", "br2", "br3"]);
+        assert_eq!(gate.waiting(), 0);
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_full_queue_makes_room_for_a_country_behind_its_share() {
+        let gate = gate();
+        let l = limits(1, 2, 1000);
+        let log = Rc::new(StdRefCell::new(Vec::new()));
+        let held = Rc::new(StdRefCell::new(Vec::new()));
+        tokio::task::LocalSet::new()
+            .run_until(async {
+                let first = gate.acquire(l, ticket("BR")).await.unwrap();
+                spawn_waiter(&gate, l, ticket("BR"), "br1", &log, &held);
+                spawn_waiter(&gate, l, ticket("BR"), "br2", &log, &held);
+                tokio::task::yield_now().await;
+                // Full: another BR is refused; a DE takes br2's place.
+                let full = gate.acquire(l, ticket("BR")).await.map(|_| ()).unwrap_err();
+                assert_eq!(full, RejectReason::HandshakeQueueFull);
+                spawn_waiter(&gate, l, ticket("DE"), "de1", &log, &held);
+                tokio::task::yield_now().await;
+                tokio::task::yield_now().await;
+                assert_eq!(gate.waiting(), 2);
+                assert_eq!(gate.shard.handshake_queue_depth(), 2);
+                drop(first);
+                tokio::task::yield_now().await;
+                held.borrow_mut().clear();
+                tokio::task::yield_now().await;
+                held.borrow_mut().clear();
+                tokio::task::yield_now().await;
+                // Time out: with the slot held, the next waiter gives up after 1 s.
+                let hold = gate.acquire(l, ticket("JP")).await.unwrap();
+                let late = gate.acquire(l, ticket("JP")).await.map(|_| ()).unwrap_err();
+                assert_eq!(late, RejectReason::HandshakeQueueTimeout);
+                drop(hold);
+            })
+            .await;
+        let log = log.borrow();
+        assert_eq!(log[0], Err(RejectReason::FairShare), "br2 made room");
+        assert_eq!(&log[1..], [Ok("de1"), Ok("br1")]);
+        assert_eq!(gate.waiting(), 0);
+        let mut waits = crate::stats::HistogramSnapshot::default();
+        gate.shard.add_handshake_queue_wait(&mut waits);
+        assert_eq!(waits.count(), 4, "br1, br2, de1 and the late JP");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn no_limit_means_no_wait() {
+        let gate = gate();
+        let unlimited = GateLimits {
+            in_flight: None,
+            ..limits(1, 1, 1)
+        };
         let mut v = Vec::new();
         for _ in 0..10 {
-            v.push(gate.acquire(l).await.unwrap());
+            v.push(gate.acquire(unlimited, ticket("BR")).await.unwrap());
         }
-        v
+        assert_eq!(gate.waiting(), 0);
     }
 }

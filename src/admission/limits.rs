@@ -60,6 +60,8 @@ pub struct RateLimits {
     pub allow_asns: Vec<u32>,
     /// How long a tarpitted connection is held before it is closed.
     pub tarpit_delay: Duration,
+    /// Whether any rule limits anything (set by [`RateLimits::finish`]).
+    pub limited: bool,
 }
 
 /// Default `tarpit_delay`.
@@ -75,11 +77,17 @@ pub struct Limited {
 }
 
 impl RateLimits {
-    /// Whether no rule limits anything (the checks are skipped).
-    pub fn is_empty(&self) -> bool {
-        self.countries.iter().all(LimitRule::is_unlimited)
+    /// The rules, with the "anything limited" flag worked out once (call after building).
+    pub fn finish(mut self) -> Self {
+        self.limited = !(self.countries.iter().all(LimitRule::is_unlimited)
             && self.asns.values().all(LimitRule::is_unlimited)
-            && self.asn_default.is_none_or(|r| r.is_unlimited())
+            && self.asn_default.is_none_or(|r| r.is_unlimited()));
+        self
+    }
+
+    /// Whether no rule limits anything (the bucket checks are skipped).
+    pub fn is_empty(&self) -> bool {
+        !self.limited
     }
 
     /// Whether a client is on the allowlist (by address or ASN).
@@ -225,6 +233,7 @@ mod tests {
             allow_asns: vec![64999],
             ..RateLimits::default()
         }
+        .finish()
     }
 
     #[test]

@@ -17,16 +17,18 @@
 //! scheduling, automatic mode) plug in between the caps and the handshake gate: the gate's
 //! `acquire` is the one place a new TLS connection waits.
 
+pub mod auto;
 pub mod connections;
 pub mod gcra;
 pub mod handshakes;
 pub mod limits;
 pub mod per_ip;
 pub mod settings;
+pub mod shares;
 pub mod upload;
 
 pub use connections::{ConnectionLimit, ConnectionPermit};
-pub use handshakes::{HandshakeGate, HandshakePermit};
+pub use handshakes::{GateLimits, HandshakeGate, HandshakePermit, Ticket};
 pub use limits::{LimitAction, LimitRule, Limited, RateLimits, RateState};
 pub use per_ip::{IpPermit, PerIpLimit};
 pub use settings::{AdmissionSettings, AutoSettings};
@@ -126,7 +128,19 @@ pub struct Admission {
     pub per_ip: std::sync::Arc<PerIpLimit>,
     /// Token buckets per country and ASN.
     pub rates: RateState,
+    /// Fair-share weights of the handshake scheduler, and its saturation signal.
+    pub shares: std::sync::Arc<shares::FairShares>,
+    /// Automatic caps on spiking countries (`[admission] auto`).
+    pub auto: auto::AutoCaps,
+    /// The automatic caps in force, as the control thread last published them.
+    pub auto_view: arc_swap::ArcSwap<Vec<auto::ActiveCap>>,
+    /// Connections held by a tarpit now (bounded by `MAX_TARPITTED`).
+    pub tarpitted: std::sync::atomic::AtomicUsize,
 }
+
+/// Most connections held in tarpits at once; beyond it an over-limit connection is
+/// rejected instead (a tarpit must not become a file-descriptor sink).
+pub const MAX_TARPITTED: usize = 4096;
 
 #[cfg(test)]
 mod tests {

@@ -17,8 +17,7 @@ use super::headers::ClientSide;
 use super::idle::IdleTracker;
 use super::service;
 use super::upstream::UpstreamPool;
-use crate::admission::handshakes::GateLimits;
-use crate::admission::{Admission, ConnectionPermit, HandshakeGate, RejectReason};
+use crate::admission::{Admission, ConnectionPermit, GateLimits, HandshakeGate, Ticket};
 use crate::config::{HttpLimits, Listener, Snapshot};
 use crate::geo::ClientTag;
 use crate::net;
@@ -182,21 +181,13 @@ async fn serve(
     let tag = snapshot.client_tag(client_addr.ip());
     let country = tag.country;
     let admission = snapshot.admission.clone();
-    // max_connections_per_ip, on the real client address; the slot is held to the end.
-    let _ip_permit = match admission.max_connections_per_ip {
-        None => None,
-        Some(limit) => {
-            let per_ip = &worker.admission.per_ip;
-            let Some(p) = per_ip.try_acquire(client_addr.ip(), limit) else {
-                worker
-                    .shard
-                    .admission_rejected(country, RejectReason::PerIp);
-                debug!("refused: max_connections_per_ip");
-                return;
-            };
-            Some(p)
-        }
+    // Buckets, automatic cap, per-IP cap: all on the real client address, before TLS.
+    let Some(admitted) =
+        super::admit::admit(&worker, &admission, client_addr.ip(), &tag, &drain).await
+    else {
+        return;
     };
+    let _ip_permit = admitted.ip_permit;
     worker.shard.connection_opened(country);
     if let Some(asn) = tag.asn {
         worker.shard.asn_connection(asn, country, client_addr.ip());
@@ -232,8 +223,13 @@ async fn serve(
         queue: admission.handshake_queue,
         timeout: admission.handshake_queue_timeout,
     };
+    // Resumption attempts (and allowlisted clients) are served first when slots are short.
+    let priority = admitted.allowlisted
+        || (limits.in_flight.is_some()
+            && offers_resumption(&tcp, tls_settings.handshake_timeout).await);
+    let ticket = Ticket { country, priority };
     let gate = Rc::clone(&worker.handshakes);
-    let slot = async move { gate.acquire(limits).await };
+    let slot = async move { gate.acquire(limits, ticket).await };
     let accepted = tokio::select! {
         r = tls::accept_tls_gated(tcp, Arc::clone(&tls_settings.server_config), tls_settings.handshake_timeout, slot) => r,
         _ = drain.cancelled() => return,
@@ -267,6 +263,16 @@ async fn serve(
         builder.http1_only()
     };
     serve_http(outcome.stream, builder, ctx, drain).await;
+}
+
+/// Whether the client's ClientHello (peeked, not consumed) offers to resume a session.
+/// Waits for the first bytes at most `deadline` (the handshake deadline applies after).
+async fn offers_resumption(tcp: &TcpStream, deadline: std::time::Duration) -> bool {
+    let mut buf = [0u8; tls::hello::PEEK_BYTES];
+    match tokio::time::timeout(deadline, tcp.peek(&mut buf)).await {
+        Ok(Ok(n)) => buf.get(..n).is_some_and(tls::hello::is_resumption_attempt),
+        _ => false,
+    }
 }
 
 /// The hyper server settings for a listener's limits.

@@ -6,6 +6,7 @@
 //! except the read-only snapshot and the per-backend atomics.
 
 pub mod acquire;
+pub mod admit;
 pub mod body;
 pub mod conn;
 pub mod error;

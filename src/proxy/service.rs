@@ -18,7 +18,7 @@ use super::error::ProxyError;
 use super::headers::{rewrite_request, rewrite_response};
 use super::route::route;
 use super::upstream::{PooledSender, SendError};
-use crate::admission::UploadRate;
+use crate::admission::{RejectReason, UploadRate};
 use crate::config::PoolId;
 use crate::geo::tag::ClientTag;
 use crate::lb::{InFlight, PickContext, outlier};
@@ -46,6 +46,8 @@ pub struct RequestRecord {
     status: StatusCode,
     start: Instant,
     bytes_in: Rc<Cell<u64>>,
+    /// Set when admission control refused the request (logged as `refused`).
+    refused: Option<RejectReason>,
     _in_flight: Option<InFlight>,
 }
 
@@ -94,6 +96,7 @@ impl OnComplete for RequestRecord {
             duration_ms = self.start.elapsed().as_micros() as f64 / 1000.0,
             bytes_in,
             bytes_out,
+            refused = self.refused.map(RejectReason::as_str),
         );
     }
 }
@@ -117,6 +120,7 @@ pub async fn handle(
         status: StatusCode::OK,
         start: Instant::now(),
         bytes_in: Rc::new(Cell::new(0)),
+        refused: None,
         _in_flight: None,
     };
     let listener = conn.listener_in(&snapshot);
@@ -127,6 +131,10 @@ pub async fn handle(
         // Looked up per request only in this case: one proxy connection carries many clients.
         record.forwarded_tag = Some(snapshot.client_tag(client_ip));
     }
+    let mut record = match over_request_limit(&conn, &snapshot, record) {
+        Ok(record) => record,
+        Err(refused) => return Ok(*refused),
+    };
     let limits = &listener.http;
     if declared_length(&req).is_some_and(|len| len > limits.max_body_bytes) {
         return Ok(error_response(ProxyError::BodyTooLarge, record));
@@ -281,6 +289,41 @@ fn upstream_response(
     Response::from_parts(parts, ResponseBody::upstream(body, pooled, record))
 }
 
+/// 429 with `Retry-After` when the client's country or ASN request bucket is empty
+/// (allowlisted clients are never limited); counted and logged as `request_rate_limit`.
+fn over_request_limit(
+    conn: &ConnCtx,
+    snapshot: &SnapshotHandle,
+    mut r: RequestRecord,
+) -> Result<RequestRecord, Box<ProxyResponse>> {
+    let rules = &snapshot.admission.rate_limits;
+    if rules.is_empty() {
+        return Ok(r);
+    }
+    let tag = r.forwarded_tag.as_ref().unwrap_or(&conn.tag);
+    if rules.allowed(r.client, tag) {
+        return Ok(r);
+    }
+    let Err(limited) = conn.worker.admission.rates.admit_request(rules, tag) else {
+        return Ok(r);
+    };
+    let reason = RejectReason::RequestRateLimit;
+    conn.worker.shard.admission_rejected(tag.country, reason);
+    r.refused = Some(reason);
+    r.status = StatusCode::TOO_MANY_REQUESTS;
+    let retry_after = limited.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    let body = "429 Too Many Requests: request rate limit\n";
+    let mut resp = Response::new(ResponseBody::full(body, r));
+    *resp.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    let headers = resp.headers_mut();
+    headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    Err(Box::new(resp))
+}
+
 /// The body length the client declared, if any.
 fn declared_length(req: &Request<Incoming>) -> Option<u64> {
     req.headers()
@@ -293,6 +336,9 @@ fn declared_length(req: &Request<Incoming>) -> Option<u64> {
 fn error_response(e: ProxyError, mut record: RequestRecord) -> ProxyResponse {
     let status = e.status();
     record.status = status;
+    if matches!(e, ProxyError::BodyTooSlow) {
+        record.refused = Some(RejectReason::SlowUpload);
+    }
     let mut resp = Response::new(ResponseBody::full(e.body_text(), record));
     *resp.status_mut() = status;
     resp.headers_mut().insert(

@@ -100,7 +100,7 @@ async fn run(spec: WorkerSpec) {
         shutdown: CancellationToken::new(),
         snapshot: LocalSnapshot::new(Arc::clone(&spec.config)),
         admission: Arc::clone(&spec.admission),
-        handshakes: HandshakeGate::new(Arc::clone(&spec.shard)),
+        handshakes: HandshakeGate::new(Arc::clone(&spec.shard), Arc::clone(&spec.admission.shares)),
     });
     let connections = TaskTracker::new();
     let mut accept_loops: HashMap<String, Accepting> = HashMap::new();

@@ -80,8 +80,10 @@ pub async fn run(
     shards: Arc<Vec<Arc<Shard>>>,
     config: Arc<ArcSwap<Snapshot>>,
     view: Arc<ArcSwap<StatsView>>,
+    admission: Arc<crate::admission::Admission>,
     shutdown: CancellationToken,
 ) {
+    let mut auto = crate::admission::auto::AutoController::default();
     let slots = shards.iter().map(|s| s.country_slots()).max().unwrap_or(1);
     let mut windows = Windows::new(slots);
     let mut counters = vec![CountersSnapshot::default(); slots];
@@ -129,6 +131,8 @@ pub async fn run(
         for e in &events {
             log_event(e);
         }
+        let auto_settings = &snapshot.admission.auto;
+        crate::admission::auto::after_tick(&next, auto_settings, &admission, &mut auto);
         view.store(Arc::new(next));
     }
 }

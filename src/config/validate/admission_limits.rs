@@ -60,14 +60,18 @@ pub(super) fn build_rate_limits(raw: &RawAdmission, s: &mut Scope<'_>) -> Option
             }
         }
     }
-    Some(RateLimits {
-        countries: per_country,
-        asn_default,
-        asns: by_asn.into_iter().collect(),
-        allow_nets,
-        allow_asns,
-        tarpit_delay: tarpit_delay?,
-    })
+    Some(
+        RateLimits {
+            countries: per_country,
+            asn_default,
+            asns: by_asn.into_iter().collect(),
+            allow_nets,
+            allow_asns,
+            tarpit_delay: tarpit_delay?,
+            ..RateLimits::default()
+        }
+        .finish(),
+    )
 }
 
 /// Builds `auto`, `dry_run` and `auto_headroom`; `auto` needs `max_handshakes_in_flight`,
