@@ -137,6 +137,9 @@ pub struct Totals {
     /// Requests per second over the last 10 s.
     #[serde(deserialize_with = "nullable")]
     pub req_rate_10s: f64,
+    /// Connections and requests shed per second over the last 10 s; `None` from a levee
+    /// that does not report it.
+    pub shed_rate: Option<f64>,
 }
 
 /// One row of `countries`.
@@ -164,7 +167,10 @@ pub struct CountryStats {
     /// Requests per second over the last 10 s.
     #[serde(deserialize_with = "nullable")]
     pub req_rate_10s: f64,
-    /// Slow EWMA of the connection rate.
+    /// Connections and requests shed by admission control per second over the last 10 s;
+    /// `None` from a levee that does not report it.
+    pub shed_rate: Option<f64>,
+    /// Slow EWMA of the (offered) connection rate.
     #[serde(deserialize_with = "nullable")]
     pub baseline: f64,
     /// `conn_rate_10s` over the baseline (with a floor).
