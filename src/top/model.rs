@@ -173,7 +173,8 @@ pub struct CountryStats {
     /// Slow EWMA of the (offered) connection rate.
     #[serde(deserialize_with = "nullable")]
     pub baseline: f64,
-    /// `conn_rate_10s` over the baseline (with a floor).
+    /// The offered connection rate (opened + refused before open) over the baseline (with a
+    /// floor).
     #[serde(deserialize_with = "nullable")]
     pub spike_ratio: f64,
     /// Whether the country is spiking now.
@@ -259,7 +260,7 @@ pub struct Spike {
     /// Since when, unix seconds.
     #[serde(deserialize_with = "nullable")]
     pub since: f64,
-    /// Connection rate over the last 10 s.
+    /// Offered connection rate (opened + refused before open) over the last 10 s.
     #[serde(deserialize_with = "nullable")]
     pub rate: f64,
     /// Its baseline.
