@@ -2,6 +2,9 @@
 //! equal the traffic sent from each country, `/stats` says the same with its windows, and
 //! `[admin] token` guards every endpoint but `/healthz` (and `levee reload` sends it).
 //!
+//! A country whose every connection is refused before it opens still shows, with its shed
+//! traffic, in both.
+//!
 //! Clients pick their country by their loopback source address (`common::stats`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -398,6 +401,75 @@ async fn the_token_guards_everything_but_healthz() {
             .status,
         200
     );
+}
+
+/// A connection from `from` to `to`, not yet used.
+async fn connect_from(from: std::net::IpAddr, to: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::new(from, 0)).unwrap();
+    tokio::time::timeout(SLACK, socket.connect(to))
+        .await
+        .expect("connect in time")
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_country_refused_before_open_shows_its_shed_traffic() {
+    use tokio::io::AsyncReadExt;
+    let backend = Backend::start("a");
+    // The `[stats]` text may open the next table: one connection at most, held by DE.
+    let admission = "\n[admission]\nmax_connections = 1";
+    let levee = start_stats_levee(backend.addr, closed_addr(), None, admission);
+    let web = levee.addr("web");
+    let mut held = connect_from(DE_IP, web).await;
+    let req = b"GET / HTTP/1.1\r\nHost: levee.test\r\n\r\n";
+    assert_eq!(common::client::raw_head(&mut held, req).await.status, 200);
+    for _ in 0..3 {
+        let mut br = connect_from(BR_IP, web).await;
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(SLACK * 3, br.read(&mut buf)).await;
+        assert!(matches!(read, Ok(Ok(0) | Err(_))), "BR refused: {read:?}");
+    }
+    let stats = wait_stats(&levee, None, |d| {
+        country_row(d, "BR").is_some_and(|r| r["shed"] == 3 && r["shed_rate"].as_f64() > Some(0.0))
+    })
+    .await;
+    let br = country_row(&stats, "BR").unwrap();
+    assert_eq!(br["connections"], 0, "refused before open");
+    assert_eq!(br["conn_rate_10s"], 0.0);
+    assert!(br["offered_rate_10s"].as_f64().unwrap() > 0.0, "{br}");
+    assert_eq!(stats["totals"]["shed"], 3);
+    let a = &stats["admission"];
+    assert_eq!(a["rejected"]["max_connections"], 3);
+    assert!(a["rejected"].get("auto_cap_dry_run").is_none(), "{a}");
+    assert_eq!(a["dry_run_would_reject"], 0);
+    assert_eq!(a["handshake_queue_depth"], 0);
+    let wait = &a["queue_wait"];
+    assert!(
+        wait["p50_ms"].is_null() && wait["p99_ms"].is_null(),
+        "{wait}"
+    );
+    assert_eq!(wait["count"], 0, "plain HTTP: no handshake queue");
+    let top: levee::top::Stats = serde_json::from_value(stats.clone()).unwrap();
+    let row = top.countries.iter().find(|c| c.country == "BR").unwrap();
+    assert!(row.shed_rate.unwrap() > 0.0);
+
+    let doc = metrics(&levee, None).await;
+    let br = [("country", "BR")];
+    let refused = [("country", "BR"), ("reason", "max_connections")];
+    assert_eq!(doc.get("levee_admission_rejected_total", &refused), 3.0);
+    assert_eq!(doc.get("levee_admission_dry_run_total", &br), 0.0);
+    assert_eq!(doc.get("levee_connections_total", &br), 0.0, "BR has a row");
+    let reasons = label_values(&doc, "levee_admission_rejected_total", "reason");
+    assert!(!reasons.contains("auto_cap_dry_run"), "{reasons:?}");
+    assert_eq!(reasons.len(), 10);
+    let count = "levee_admission_handshake_queue_wait_seconds_count";
+    assert_eq!(doc.get(count, &[]), 0.0);
+    assert_eq!(
+        doc.types["levee_admission_handshake_queue_wait_seconds"],
+        "histogram"
+    );
+    drop(held);
 }
 
 /// Every metric the Grafana dashboard queries is a family `/metrics` declares.

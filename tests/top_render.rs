@@ -1,5 +1,7 @@
 //! `levee top` renders a populated frame from a recorded `/stats` (issue 5, item 7): drawn
 //! into ratatui's `TestBackend` at 80x24 (a terminal over SSH) and 120x40, and read back.
+//! `stats_shed.json` is the same levee shedding BR's surge (and a little of IN): its
+//! `shed/s` column and header total; the older `stats.json` has none, shown as `-`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -92,7 +94,8 @@ fn the_80x24_layout_keeps_every_column() {
     let l = lines(&render(80, 24, &recorded(), &UiState::default()));
     let header = &l[3];
     for title in [
-        "CC", "conn/s", "last 60s", "base", "ratio", "res", "p50ms", "p99ms", "5xx", "act",
+        "CC", "conn/s", "shed/s", "last 60s", "base", "ratio", "res", "p50ms", "p99ms", "5xx",
+        "act",
     ] {
         assert!(header.contains(title), "{title} missing: {header}");
     }
@@ -109,7 +112,7 @@ fn the_80x24_layout_keeps_every_column() {
 fn the_wide_layout_adds_columns() {
     let l = lines(&render(120, 40, &recorded(), &UiState::default()));
     let header = &l[3];
-    for title in ["1s", "60s", "req/s", "res.b", "active"] {
+    for title in ["1s", "60s", "shed/s", "req/s", "res.b", "active"] {
         assert!(header.contains(title), "{title} missing: {header}");
     }
     let us = &l[row_of(&l, "US")];
@@ -257,4 +260,62 @@ fn errors_and_missing_data_are_shown() {
         "{}",
         l.join("\n")
     );
+}
+
+const SHED_FIXTURE: &str = include_str!("fixtures/stats_shed.json");
+
+/// The cell under the column titled `title` in screen line `line` (titles are right-aligned
+/// over their column, like the values).
+fn cell_under(lines: &[String], title: &str, line: usize) -> String {
+    let header: Vec<char> = lines[3].chars().collect();
+    let t: Vec<char> = title.chars().collect();
+    let at = header
+        .windows(t.len())
+        .position(|w| w == t.as_slice())
+        .unwrap_or_else(|| panic!("no {title} column: {}", lines[3]));
+    let row: Vec<char> = lines[line].chars().collect();
+    row[at..at + t.len()]
+        .iter()
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn shed_column_shows_the_rate_at_80x24_and_120x40() {
+    let m = model(Some(Stats::from_json(SHED_FIXTURE).unwrap()), None);
+    for (w, h) in [(80, 24), (120, 40)] {
+        let l = lines(&render(w, h, &m, &UiState::default()));
+        print(&l);
+        for (code, shed) in [("BR", "41"), ("US", "0"), ("IN", "0.4"), ("JP", "0")] {
+            let row = row_of(&l, code);
+            assert_eq!(cell_under(&l, "shed/s", row), shed, "{w}x{h} {code}");
+        }
+        // The other columns are still there, and nothing is wider than the terminal.
+        assert_eq!(cell_under(&l, "conn/s", row_of(&l, "BR")), "28");
+        assert!(
+            l[3].contains("p99ms") && l[3].contains("last 60s"),
+            "{}",
+            l[3]
+        );
+        assert!(l.iter().all(|line| line.chars().count() == usize::from(w)));
+        // The total in the header line, right after the connection rates.
+        assert!(
+            l[1].starts_with("conn/s 37 (1s 39, 60s 18)  shed/s 42  req/s 64"),
+            "{}",
+            l[1]
+        );
+        assert!(l[2].starts_with("SPIKE BR 70/s 44x"), "{}", l[2]);
+    }
+}
+
+#[test]
+fn shed_column_is_a_dash_without_shed_data() {
+    for (w, h) in [(80, 24), (120, 40)] {
+        let l = lines(&render(w, h, &recorded(), &UiState::default()));
+        for code in ["BR", "US", "IN", "DE", "JP"] {
+            assert_eq!(cell_under(&l, "shed/s", row_of(&l, code)), "-", "{code}");
+        }
+        assert!(!l[1].contains("shed/s"), "{}", l[1]);
+    }
 }

@@ -62,10 +62,9 @@ pub(super) fn write_labels(
 pub(super) fn histogram(
     out: &mut String,
     name: &str,
-    country: &str,
+    labels: &[(&str, &dyn Display)],
     h: &HistogramSnapshot,
 ) -> fmt::Result {
-    let labels: [(&str, &dyn Display); 1] = [("country", &country)];
     let mut cumulative = 0u64;
     for (i, n) in h.buckets.iter().enumerate() {
         cumulative += n;
@@ -74,14 +73,14 @@ pub(super) fn histogram(
             None => &"+Inf",
         };
         write!(out, "{name}_bucket")?;
-        write_labels(out, &labels, Some(le))?;
+        write_labels(out, labels, Some(le))?;
         writeln!(out, " {cumulative}")?;
     }
     write!(out, "{name}_sum")?;
-    write_labels(out, &labels, None)?;
+    write_labels(out, labels, None)?;
     writeln!(out, " {}", Seconds(h.sum_us))?;
     write!(out, "{name}_count")?;
-    write_labels(out, &labels, None)?;
+    write_labels(out, labels, None)?;
     writeln!(out, " {cumulative}")
 }
 
@@ -217,7 +216,7 @@ mod tests {
         h.buckets[LATENCY_BOUNDS_US.len()] = 1; // above 10 s
         h.sum_us = 2 * 80 + 5 * 900 + 12_000_000;
         let mut out = String::new();
-        histogram(&mut out, "h", "ZZ", &h).unwrap();
+        histogram(&mut out, "h", &[("country", &"ZZ")], &h).unwrap();
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), LATENCY_BOUNDS_US.len() + 1 + 2, "{out}");
 
@@ -248,8 +247,18 @@ mod tests {
     #[test]
     fn empty_histogram_has_zero_buckets_sum_and_count() {
         let mut out = String::new();
-        histogram(&mut out, "h", "ZZ", &HistogramSnapshot::default()).unwrap();
+        histogram(
+            &mut out,
+            "h",
+            &[("country", &"ZZ")],
+            &HistogramSnapshot::default(),
+        )
+        .unwrap();
         assert!(out.lines().all(|l| l.ends_with(" 0")), "{out}");
         assert!(out.contains("h_bucket{country=\"ZZ\",le=\"+Inf\"} 0\n"));
+        let mut out = String::new();
+        histogram(&mut out, "h", &[], &HistogramSnapshot::default()).unwrap();
+        assert!(out.contains("h_bucket{le=\"0.0001\"} 0\nh_bucket{le=\"0.00025\"} 0\n"));
+        assert!(out.ends_with("h_sum 0\nh_count 0\n"), "{out}");
     }
 }

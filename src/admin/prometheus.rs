@@ -27,15 +27,17 @@
 //! | `levee_country_spiking` | gauge (0 or 1) | `country` |
 //! | `levee_asn_connections_total` | counter | `asn`, `org` |
 //! | `levee_asn_requests_total` | counter | `asn`, `org` |
-//! | `levee_admission_rejected_total` | counter | `country`, `reason` = max_connections, per_ip, handshake_queue_full, handshake_queue_timeout, slow_upload |
+//! | `levee_admission_rejected_total` | counter | `country`, `reason` = max_connections, per_ip, handshake_queue_full, handshake_queue_timeout, slow_upload, rate_limit, tarpit, request_rate_limit, fair_share, auto_cap |
+//! | `levee_admission_dry_run_total` | counter (connections an auto cap dry run would have refused; served) | `country` |
 //! | `levee_admission_handshake_queue_depth` | gauge | |
+//! | `levee_admission_handshake_queue_wait_seconds` | histogram (buckets as `levee_tls_handshake_duration_seconds`) | |
 //! | `levee_backend_up` | gauge | `pool`, `backend` |
 //! | `levee_backend_in_flight` | gauge | `pool`, `backend` |
 //! | `levee_backend_requests_total` | counter | `pool`, `backend` |
 //! | `levee_backend_failures_total` | counter | `pool`, `backend` |
 //!
 //! Labels stay bounded: `country` takes only the countries that have had traffic (of 253
-//! slots), plus `ZZ` (unknown) always; `asn` only the top ASNs of the last stats window (at
+//! slots; a refusal is traffic), plus `ZZ` (unknown) always; `asn` only the top ASNs of the last stats window (at
 //! most `stats::TOP_ASNS`, and `asn="0"`, `org="other"` for the rest), so an ASN leaving the
 //! top list stops being exported. Counters are read from the shards at scrape time; the
 //! spike ratio, baseline and ASN counts come from the stats view, at most a second old.
@@ -197,7 +199,8 @@ fn write_traffic(out: &mut String, rows: &[CountryRow]) -> fmt::Result {
         "TLS handshake time, from the ClientHello to the end of the handshake.",
     )?;
     for row in rows {
-        histogram(out, name, row.country, &row.counters.handshake_time)?;
+        let labels: [(&str, &dyn Display); 1] = [("country", &row.country)];
+        histogram(out, name, &labels, &row.counters.handshake_time)?;
     }
 
     let name = "levee_requests_total";
@@ -240,7 +243,8 @@ fn write_traffic(out: &mut String, rows: &[CountryRow]) -> fmt::Result {
         "Time from sending a request upstream to the backend's response head.",
     )?;
     for row in rows {
-        histogram(out, name, row.country, &row.counters.upstream_time)?;
+        let labels: [(&str, &dyn Display); 1] = [("country", &row.country)];
+        histogram(out, name, &labels, &row.counters.upstream_time)?;
     }
     Ok(())
 }
@@ -272,12 +276,12 @@ fn write_windows(out: &mut String, rows: &[CountryRow], view: &StatsView) -> fmt
     let families: [(&str, &str, Pick); 3] = [
         (
             "levee_country_spike_ratio",
-            "New connections per second over the last 10 s divided by the baseline (at least [stats] spike_floor); 0 until the baseline has data.",
+            "Offered new connections per second (opened + refused before open) over the last 10 s divided by the baseline (at least [stats] spike_floor); 0 until the baseline has data.",
             |c| c.spike_ratio,
         ),
         (
             "levee_country_connection_baseline",
-            "Slow moving average of new connections per second (half-life [stats] baseline_half_life).",
+            "Slow moving average of offered new connections per second, opened + refused before open (half-life [stats] baseline_half_life).",
             |c| c.baseline,
         ),
         (
@@ -401,6 +405,10 @@ mod tests {
             conn_rate_1s: 0.0,
             conn_rate_10s: 60.0,
             conn_rate_60s: 0.0,
+            offered_rate_10s: 60.0,
+            shed_rate_1s: 0.0,
+            shed_rate_10s: 0.0,
+            shed_total: 0,
             req_rate_10s: 0.0,
             baseline: 10.0,
             spike_ratio: 6.0,

@@ -5,10 +5,12 @@
 //!   "config": { "generation", "source_hash", "reloads": { "ok", "failed",
 //!               "last_reload_timestamp_seconds" } },
 //!   "totals": { "connections", "connections_active", "tls_handshakes": { "full", "resumed",
-//!               "failed" }, "requests": { "1xx" .. "5xx" }, "bytes_in", "bytes_out",
-//!               "conn_rate_1s", "conn_rate_10s", "conn_rate_60s", "req_rate_10s" },
+//!               "failed" }, "requests": { "1xx" .. "5xx" }, "bytes_in", "bytes_out", "shed",
+//!               "conn_rate_1s", "conn_rate_10s", "conn_rate_60s", "req_rate_10s",
+//!               "shed_rate", "shed_rate_1s" },
 //!   "countries": [ { "country", "connections", "connections_active", "conn_rate_1s",
-//!               "conn_rate_10s", "conn_rate_60s", "req_rate_10s", "baseline", "spike_ratio",
+//!               "conn_rate_10s", "conn_rate_60s", "offered_rate_10s", "shed", "shed_rate",
+//!               "shed_rate_1s", "req_rate_10s", "baseline", "spike_ratio",
 //!               "spiking", "tls_handshakes", "resumed_share", "resumed_share_baseline",
 //!               "handshake_p50_ms", "handshake_p99_ms", "requests", "share_5xx", "bytes_in",
 //!               "bytes_out", "history": [60] } ],
@@ -19,16 +21,32 @@
 //!               "top_asns": [ { "asn", "org", "conn_rate_10s" } ] } ],
 //!   "workers": [ { "worker", "connections", "connections_active", "requests" } ],
 //!   "admission": { "rejected": { "max_connections", "per_ip", "handshake_queue_full",
-//!               "handshake_queue_timeout", "slow_upload" }, "handshake_queue_depth" } }
+//!               "handshake_queue_timeout", "slow_upload", "rate_limit", "tarpit",
+//!               "request_rate_limit", "fair_share", "auto_cap" },
+//!               "dry_run_would_reject", "handshake_queue_depth",
+//!               "queue_wait": { "p50_ms", "p99_ms", "count" } } }
 //! ```
 //!
 //! Rates are per second; durations in milliseconds. Counters are read from the shards now;
 //! rates, baselines, shares, quantiles, histories and ASN rows come from the stats view,
-//! at most a second old. `countries` lists only countries that have had traffic, by
-//! `conn_rate_10s` (highest first). `resumed_share`, `resumed_share_baseline` and the
-//! handshake quantiles are `null` without data. `asns` is the top 100 ASNs by
-//! `conn_rate_10s`, then `"asn": 0, "org": "other"` for every other connection (with or
-//! without an ASN); an unknown organisation is `""`.
+//! at most a second old. `countries` lists only countries that have had traffic (a refusal
+//! counts: a country whose every connection is refused has a row), by `conn_rate_10s`
+//! (highest first). `resumed_share`, `resumed_share_baseline` and the handshake quantiles
+//! are `null` without data. `asns` is the top 100 ASNs by `conn_rate_10s`, then
+//! `"asn": 0, "org": "other"` for every other connection (with or without an ASN); an
+//! unknown organisation is `""`.
+//!
+//! Shedding: `shed` counts the connections and requests admission control refused since
+//! start (every reason but a dry run's), `shed_rate` is its rate over the last 10 s (the
+//! window of `conn_rate_10s`), `shed_rate_1s` over the last second. `conn_rate_*` and
+//! `history` count opened connections; `offered_rate_10s` adds the connections refused
+//! before they opened, and is the rate `baseline`, `spike_ratio` and `spikes[].rate` use.
+//! `admission.rejected` is by reason over every country (`/metrics` has them per country)
+//! and leaves out `auto_cap_dry_run`: what a dry run would have refused was served, so it
+//! is reported apart, as the total `admission.dry_run_would_reject` (per country in
+//! `/metrics`, `levee_admission_dry_run_total`). `admission.queue_wait` is the time
+//! connections waited in the handshake queues, since start, over every worker (quantiles
+//! interpolated in the histogram's buckets, `null` while `count` is 0).
 
 use serde_json::{Value, json};
 
@@ -36,8 +54,8 @@ use super::AdminState;
 use crate::admission::RejectReason;
 use crate::geo::country;
 use crate::stats::{
-    AsnView, CountersSnapshot, CountryIdx, CountryView, HandshakeKind, StatsView, has_traffic,
-    per_country, rejected_per_country, totals, unix_now,
+    AsnView, CountersSnapshot, CountryIdx, CountryView, HandshakeKind, HistogramSnapshot,
+    StatsView, has_traffic, interpolated_quantile_us, per_country, totals, unix_now,
 };
 
 /// The `/stats` document.
@@ -66,6 +84,8 @@ pub fn stats_json(state: &AdminState) -> Value {
         obj.insert("conn_rate_10s".into(), json!(view.totals.conn_rate_10s));
         obj.insert("conn_rate_60s".into(), json!(view.totals.conn_rate_60s));
         obj.insert("req_rate_10s".into(), json!(view.totals.req_rate_10s));
+        obj.insert("shed_rate".into(), json!(view.totals.shed_rate_10s));
+        obj.insert("shed_rate_1s".into(), json!(view.totals.shed_rate_1s));
     }
     json!({
         "generated_at": unix_now(),
@@ -84,28 +104,35 @@ pub fn stats_json(state: &AdminState) -> Value {
         "asns": view.asns.iter().map(asn_json).collect::<Vec<_>>(),
         "spikes": spikes_json(&view),
         "workers": workers,
-        "admission": admission_json(state),
+        "admission": admission_json(state, &t.rejected),
     })
 }
 
-/// Refusals by reason (all countries; `/metrics` has them per country), the handshake
-/// queues' depth now (all workers).
-fn admission_json(state: &AdminState) -> Value {
-    let mut by_reason = [0u64; RejectReason::COUNT];
-    for row in rejected_per_country(state.shards.iter().map(|s| s.as_ref())) {
-        for (d, n) in by_reason.iter_mut().zip(row) {
-            *d += n;
-        }
-    }
+/// Refusals by reason (all countries; `/metrics` has them per country) without the dry
+/// run's, which come apart; the handshake queues' depth now and wait so far (all workers).
+fn admission_json(state: &AdminState, by_reason: &[u64; RejectReason::COUNT]) -> Value {
     let rejected: serde_json::Map<String, Value> = RejectReason::ALL
         .iter()
+        .filter(|r| r.is_refusal())
         .map(|r| (r.as_str().to_string(), json!(by_reason[*r as usize])))
         .collect();
     let depth: u64 = state.shards.iter().map(|s| s.handshake_queue_depth()).sum();
+    let mut wait = HistogramSnapshot::default();
+    for shard in state.shards.iter() {
+        shard.add_handshake_queue_wait(&mut wait);
+    }
     json!({
         "rejected": rejected,
+        "dry_run_would_reject": by_reason[RejectReason::AutoCapDryRun as usize],
         "handshake_queue_depth": depth,
+        "queue_wait": queue_wait_json(&wait),
     })
+}
+
+/// `p50_ms`, `p99_ms` (interpolated, `null` when empty) and `count` of a wait histogram.
+fn queue_wait_json(h: &HistogramSnapshot) -> Value {
+    let ms = |q| interpolated_quantile_us(&h.buckets, q).map(|us| us / 1000.0);
+    json!({ "p50_ms": ms(0.5), "p99_ms": ms(0.99), "count": h.count() })
 }
 
 /// Counter fields shared by `totals` and each country.
@@ -124,6 +151,7 @@ fn counters_json(c: &CountersSnapshot) -> Value {
         },
         "bytes_in": c.bytes_in,
         "bytes_out": c.bytes_out,
+        "shed": c.shed(),
     })
 }
 
@@ -151,6 +179,9 @@ fn country_json(idx: CountryIdx, c: &CountersSnapshot, w: Option<&CountryView>) 
             "conn_rate_1s": w.conn_rate_1s,
             "conn_rate_10s": w.conn_rate_10s,
             "conn_rate_60s": w.conn_rate_60s,
+            "offered_rate_10s": w.offered_rate_10s,
+            "shed_rate": w.shed_rate_10s,
+            "shed_rate_1s": w.shed_rate_1s,
             "req_rate_10s": w.req_rate_10s,
             "baseline": w.baseline,
             "spike_ratio": w.spike_ratio,
@@ -165,6 +196,7 @@ fn country_json(idx: CountryIdx, c: &CountersSnapshot, w: Option<&CountryView>) 
         // Traffic that arrived after the last tick: no windows yet.
         None => json!({
             "conn_rate_1s": 0.0, "conn_rate_10s": 0.0, "conn_rate_60s": 0.0,
+            "offered_rate_10s": 0.0, "shed_rate": 0.0, "shed_rate_1s": 0.0,
             "req_rate_10s": 0.0, "baseline": 0.0, "spike_ratio": 0.0, "spiking": false,
             "resumed_share": null, "resumed_share_baseline": null,
             "handshake_p50_ms": null, "handshake_p99_ms": null, "share_5xx": 0.0,
@@ -226,6 +258,10 @@ mod tests {
             conn_rate_1s: rate,
             conn_rate_10s: rate,
             conn_rate_60s: rate,
+            offered_rate_10s: rate + 1.0,
+            shed_rate_1s: 0.5,
+            shed_rate_10s: 1.0,
+            shed_total: 7,
             req_rate_10s: 2.0 * rate,
             baseline: 1.0,
             spike_ratio: rate,
@@ -250,6 +286,8 @@ mod tests {
         counters[usize::from(br.0)].connections = 10;
         counters[usize::from(de.0)].connections = 50;
         counters[usize::from(de.0)].requests[4] = 3;
+        counters[usize::from(de.0)].rejected[RejectReason::RateLimit as usize] = 4;
+        counters[usize::from(de.0)].rejected[RejectReason::AutoCapDryRun as usize] = 9;
         counters[usize::from(jp.0)].connections = 99; // after the last tick: no windows
         let view = StatsView {
             countries: vec![view_of(de, 2.0), view_of(br, 7.0)],
@@ -269,12 +307,40 @@ mod tests {
         assert!(b["resumed_share_baseline"].is_null() && b["handshake_p99_ms"].is_null());
         assert_eq!(b["history"].as_array().unwrap().len(), 60);
         assert_eq!(d["requests"]["5xx"], 3);
+        assert_eq!(d["shed"], 4, "the dry run's 9 are not shed");
+        assert_eq!(
+            (b["shed"].as_u64(), b["shed_rate"].as_f64()),
+            (Some(0), Some(1.0))
+        );
+        assert_eq!(
+            (b["shed_rate_1s"].as_f64(), b["offered_rate_10s"].as_f64()),
+            (Some(0.5), Some(8.0))
+        );
+        assert_eq!(j["shed_rate"].as_f64(), Some(0.0));
         assert_eq!(d["tls_handshakes"]["full"], 0);
         assert_eq!(
             (j["conn_rate_10s"].as_f64(), j["spiking"].as_bool()),
             (Some(0.0), Some(false))
         );
         assert_eq!(j["history"].as_array().unwrap().len(), 60);
+    }
+
+    #[test]
+    fn queue_wait_quantiles_and_count() {
+        let empty = queue_wait_json(&HistogramSnapshot::default());
+        assert!(empty["p50_ms"].is_null() && empty["p99_ms"].is_null());
+        assert_eq!(empty["count"], 0);
+        let mut h = HistogramSnapshot::default();
+        h.buckets[3] = 10; // (500, 1000] µs
+        let v = queue_wait_json(&h);
+        assert_eq!(
+            (
+                v["p50_ms"].as_f64(),
+                v["p99_ms"].as_f64(),
+                v["count"].as_u64()
+            ),
+            (Some(0.75), Some(0.995), Some(10))
+        );
     }
 
     #[test]

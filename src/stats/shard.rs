@@ -3,8 +3,8 @@
 //!
 //! A shard has one slot per country (`geo::country::COUNTRY_COUNT`, 253), each
 //! `CachePadded`. A slot is 384 bytes (counters 80, two 17-bucket histograms of 144), so a
-//! shard is 95 KiB of country slots plus 6.6 KiB of ASN table, plus 10 KiB of admission
-//! refusals (5 reasons a country, kept outside the padded slots), 111.5 KiB a worker: small
+//! shard is 95 KiB of country slots plus 6.6 KiB of ASN table, plus 22 KiB of admission
+//! refusals (11 reasons a country, kept outside the padded slots), about 124 KiB a worker: small
 //! enough that the histograms keep all 17 buckets (100 µs .. 10 s, +Inf), the same buckets
 //! as `/metrics` exposes.
 
@@ -108,6 +108,8 @@ pub struct CountersSnapshot {
     pub bytes_out: u64,
     /// Upstream response-head latency histogram.
     pub upstream_time: HistogramSnapshot,
+    /// Admission refusals by `RejectReason` (dry-run "would have" counts included).
+    pub rejected: [u64; RejectReason::COUNT],
 }
 
 impl CountersSnapshot {
@@ -115,6 +117,26 @@ impl CountersSnapshot {
     pub fn handshakes_of(&self, kind: HandshakeKind) -> u64 {
         self.handshakes[kind as usize]
     }
+
+    /// Connections and requests shed: refusals of every reason that refuses
+    /// (`RejectReason::is_refusal`; a dry run's "would have" is not one).
+    pub fn shed(&self) -> u64 {
+        sum_reasons(&self.rejected, RejectReason::is_refusal)
+    }
+
+    /// Connections refused before they were counted as opened (`RejectReason::before_open`).
+    pub fn refused_before_open(&self) -> u64 {
+        sum_reasons(&self.rejected, RejectReason::before_open)
+    }
+}
+
+/// The sum of the counts in `rejected` of the reasons `pick` selects.
+pub fn sum_reasons(rejected: &[u64; RejectReason::COUNT], pick: fn(RejectReason) -> bool) -> u64 {
+    RejectReason::ALL
+        .iter()
+        .filter(|r| pick(**r))
+        .map(|r| rejected[*r as usize])
+        .sum()
 }
 
 impl Counters {
@@ -144,7 +166,7 @@ pub struct Shard {
     countries: Box<[CachePadded<Counters>]>,
     asns: Box<CachePadded<AsnTable>>,
     /// Refused connections and requests per country slot, by `RejectReason`. Kept outside
-    /// the padded slots (40 bytes a country, 10 KiB a shard): they are written only when
+    /// the padded slots (88 bytes a country, 22 KiB a shard): they are written only when
     /// something is refused, and only by this worker.
     rejected: Box<[[AtomicU64; RejectReason::COUNT]]>,
     /// Connections waiting in this worker's handshake queue now.
@@ -281,13 +303,20 @@ impl Shard {
         for c in self.countries.iter() {
             c.add_to(into);
         }
+        for row in self.rejected.iter() {
+            for (d, a) in into.rejected.iter_mut().zip(row) {
+                *d += a.load(Ordering::Relaxed);
+            }
+        }
     }
 
-    /// Adds this shard's slot of country `c` into `into` (nothing when out of range).
+    /// Adds this shard's slot of country `c`, refusals included, into `into` (nothing when
+    /// out of range).
     pub fn add_country(&self, c: CountryIdx, into: &mut CountersSnapshot) {
         if let Some(slot) = self.countries.get(usize::from(c.0)) {
             slot.add_to(into);
         }
+        self.add_rejected(c, &mut into.rejected);
     }
 }
 
@@ -363,6 +392,25 @@ mod tests {
         assert_eq!(
             (br.connections, br.handshakes_of(HandshakeKind::Resumed)),
             (1, 1)
+        );
+        // Refusals come with a country's counters and with the totals.
+        a.admission_rejected(CountryIdx(2), RejectReason::RateLimit);
+        a.admission_rejected(CountryIdx(2), RejectReason::AutoCapDryRun);
+        a.admission_rejected(CountryIdx(2), RejectReason::HandshakeQueueFull);
+        let mut two = CountersSnapshot::default();
+        a.add_country(CountryIdx(2), &mut two);
+        b.add_country(CountryIdx(2), &mut two);
+        assert_eq!(two.rejected[RejectReason::PerIp as usize], 2);
+        assert_eq!(
+            two.shed(),
+            4,
+            "per_ip x2, rate_limit, queue full; not the dry run"
+        );
+        assert_eq!(two.refused_before_open(), 3, "per_ip x2, rate_limit");
+        assert_eq!(
+            totals([&a, &b]).shed(),
+            5,
+            "and BR's slow upload, in slot 0"
         );
     }
 

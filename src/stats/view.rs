@@ -35,9 +35,11 @@ pub fn per_country_into(shards: &[Arc<Shard>], out: &mut [CountersSnapshot]) {
     }
 }
 
-/// Whether a country's counters show any traffic at all.
+/// Whether a country's counters show any traffic at all (a refusal is traffic: a country
+/// whose every connection is refused still has a row).
 pub fn has_traffic(c: &CountersSnapshot) -> bool {
     c.connections > 0
+        || c.rejected.iter().any(|&n| n > 0)
         || c.requests.iter().any(|&n| n > 0)
         || c.handshakes.iter().any(|&n| n > 0)
         || c.bytes_in > 0
@@ -55,6 +57,10 @@ pub struct TotalRates {
     pub conn_rate_60s: f64,
     /// Requests per second over the last 10 s.
     pub req_rate_10s: f64,
+    /// Connections and requests shed in the last second.
+    pub shed_rate_1s: f64,
+    /// Connections and requests shed per second over the last 10 s.
+    pub shed_rate_10s: f64,
 }
 
 /// One country's windows, as of the last tick.
@@ -70,11 +76,19 @@ pub struct CountryView {
     pub conn_rate_10s: f64,
     /// New connections per second over the last 60 s.
     pub conn_rate_60s: f64,
+    /// Offered connections (opened + refused before open) per second over the last 10 s.
+    pub offered_rate_10s: f64,
+    /// Connections and requests shed (refused, not dry run) in the last second.
+    pub shed_rate_1s: f64,
+    /// Connections and requests shed per second over the last 10 s.
+    pub shed_rate_10s: f64,
+    /// Connections and requests shed since start, as of the tick.
+    pub shed_total: u64,
     /// Requests per second over the last 10 s.
     pub req_rate_10s: f64,
-    /// Slow moving average of the connection rate (0 until it has data).
+    /// Slow moving average of the offered connection rate (0 until it has data).
     pub baseline: f64,
-    /// `conn_rate_10s / max(baseline, spike_floor)`.
+    /// `offered_rate_10s / max(baseline, spike_floor)`.
     pub spike_ratio: f64,
     /// Whether a spike is in progress.
     pub spiking: bool,
@@ -88,7 +102,7 @@ pub struct CountryView {
     pub handshake_p99_ms: Option<f64>,
     /// 5xx / requests over the last 10 s (0 without requests).
     pub share_5xx: f64,
-    /// New connections per second, the last `HISTORY_SECONDS`, oldest first.
+    /// New (opened) connections per second, the last `HISTORY_SECONDS`, oldest first.
     pub history: Vec<u32>,
 }
 
@@ -118,7 +132,7 @@ pub struct SpikeView {
     pub country: CountryIdx,
     /// Unix time the spike started.
     pub since: f64,
-    /// Its 10 s connection rate now.
+    /// Its offered 10 s connection rate now (opened + refused before open).
     pub rate: f64,
     /// Its baseline.
     pub baseline: f64,

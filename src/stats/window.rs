@@ -3,9 +3,17 @@
 //!
 //! Each tick sums the shards per country (`view::per_country`), takes the difference with
 //! the previous tick, and appends it as one second to the country's ring of
-//! `HISTORY_SECONDS`. A country gets a ring the first time it has traffic.
+//! `HISTORY_SECONDS`. A country gets a ring the first time it has traffic, refusals included
+//! (a country whose every connection is refused still gets one).
 //!
-//! **Baseline.** An exponentially weighted moving average of the connection rate with
+//! **Rates.** `conn_rate_*` (and `history`) count *opened* connections, as before: what
+//! levee took on. A second also keeps what admission control shed (`SHED`: refusals of every
+//! reason with `RejectReason::is_refusal`, connections and requests, not a dry run's "would
+//! have") and the connections refused before they were opened (`REFUSED`:
+//! `RejectReason::before_open`). `shed_rate_1s`/`shed_rate_10s` mirror `conn_rate_1s`/
+//! `conn_rate_10s`. The *offered* rate is opened + refused before open: what clients tried.
+//!
+//! **Baseline.** An exponentially weighted moving average of the offered rate with
 //! half-life `[stats] baseline_half_life`, fed with the second that *leaves* the 10 s window
 //! (so it lags by 10 s): the baseline never contains the seconds the 10 s rate is compared
 //! with, so the first ten seconds of a surge cannot raise their own yardstick, whatever the
@@ -13,10 +21,13 @@
 //! seconds it has seen (the usual bias correction), so a fresh process has a usable
 //! baseline after a few seconds instead of one that starts at 0 and creeps up.
 //!
-//! **Spike.** `ratio = rate_10s / max(baseline, spike_floor)`. Once the baseline has seen
+//! **Spike.** `ratio = offered_rate_10s / max(baseline, spike_floor)`. The offered rate, not
+//! the opened one: when admission control refuses a surging country's connections before
+//! they open, its opened rate falls, but the surge has not ended, and a spike (and any cap
+//! that follows it) must not flap off and on. Once the baseline has seen
 //! `MIN_BASELINE_SECONDS` (so from the 14th second of the process), a country starts a spike
-//! when `ratio >= spike_threshold` and `rate_10s >= spike_min_rate`, and ends it when either
-//! falls below `HYSTERESIS` times its limit: one event each way, never one per tick. A surge
+//! when `ratio >= spike_threshold` and `offered_rate_10s >= spike_min_rate`, and ends it when
+//! either falls below `HYSTERESIS` times its limit: one event each way, never one per tick. A surge
 //! that lasts is absorbed by the baseline in time (a 10x surge stops being a spike after
 //! about a quarter of the half-life).
 //!
@@ -49,10 +60,14 @@ const REQ_5XX: usize = 2;
 const HS_FULL: usize = 3;
 const HS_RESUMED: usize = 4;
 const HS_FAILED: usize = 5;
-const HIST: usize = 6;
+/// Connections and requests shed (`RejectReason::is_refusal`).
+const SHED: usize = 6;
+/// Connections refused before open (`RejectReason::before_open`).
+const REFUSED: usize = 7;
+const HIST: usize = 8;
 const FIELDS: usize = HIST + HISTOGRAM_BUCKETS;
 
-/// One second of a country: counts by field (92 bytes; a ring of 60 is 5.4 KiB).
+/// One second of a country: counts by field (100 bytes; a ring of 60 is 5.9 KiB).
 type Second = [u32; FIELDS];
 /// A sum of seconds.
 type Sum = [u64; FIELDS];
@@ -68,11 +83,13 @@ struct Spike {
 #[derive(Debug)]
 struct CountryWindow {
     ring: Box<[Second; HISTORY_SECONDS]>,
-    /// Moving averages, per second: connections, resumed handshakes, full + resumed.
+    /// Moving averages, per second: offered connections, resumed handshakes, full + resumed.
     baseline: f64,
     resumed: f64,
     handshakes: f64,
     spike: Option<Spike>,
+    /// Connections and requests shed so far (as of the last tick).
+    shed_total: u64,
 }
 
 impl CountryWindow {
@@ -83,6 +100,7 @@ impl CountryWindow {
             resumed: 0.0,
             handshakes: 0.0,
             spike: None,
+            shed_total: 0,
         }
     }
 
@@ -114,7 +132,7 @@ pub enum SpikeEvent {
         country: CountryIdx,
         /// How long it lasted, in seconds.
         lasted: f64,
-        /// Its 10 s rate now.
+        /// Its offered 10 s rate now.
         rate: f64,
         /// Its baseline now.
         baseline: f64,
@@ -183,6 +201,7 @@ impl Windows {
                 w.ring[slot(t)] = second;
                 feed(w, t, alpha);
             }
+            w.shed_total = cur.shed();
             self.prev[i] = cur.clone();
         }
         self.t += u64::from(k);
@@ -250,6 +269,8 @@ fn delta(cur: &CountersSnapshot, prev: &CountersSnapshot) -> Sum {
     s[HS_FULL] = d(cur.handshakes[0], prev.handshakes[0]);
     s[HS_RESUMED] = d(cur.handshakes[1], prev.handshakes[1]);
     s[HS_FAILED] = d(cur.handshakes[2], prev.handshakes[2]);
+    s[SHED] = d(cur.shed(), prev.shed());
+    s[REFUSED] = d(cur.refused_before_open(), prev.refused_before_open());
     let (now_b, prev_b) = (&cur.handshake_time.buckets, &prev.handshake_time.buckets);
     for (j, (a, b)) in now_b.iter().zip(prev_b).enumerate() {
         s[HIST + j] = d(*a, *b);
@@ -285,12 +306,17 @@ fn feed(w: &mut CountryWindow, t: u64, alpha: f64) {
     };
     let old = w.ring[slot(fed)];
     let ewma = |avg: &mut f64, x: u32| *avg += a * (f64::from(x) - *avg);
-    ewma(&mut w.baseline, old[CONN]);
+    ewma(&mut w.baseline, offered(&old));
     ewma(&mut w.resumed, old[HS_RESUMED]);
     ewma(
         &mut w.handshakes,
         old[HS_FULL].saturating_add(old[HS_RESUMED]),
     );
+}
+
+/// The offered connections of one second: opened plus refused before open.
+fn offered(second: &Second) -> u32 {
+    second[CONN].saturating_add(second[REFUSED])
 }
 
 fn baseline_ready(t: u64) -> bool {
@@ -302,7 +328,14 @@ fn country_view(c: CountryIdx, w: &CountryWindow, t: u64, settings: &StatsSettin
     let n60 = (HISTORY_SECONDS as u64).min(t).max(1) as f64;
     let s10 = w.sum(t, SHORT_WINDOW);
     let s60 = w.sum(t, HISTORY_SECONDS as u64);
-    let rate10 = s10[CONN] as f64 / n10;
+    let offered10 = (s10[CONN] + s10[REFUSED]) as f64 / n10;
+    let last = |field: usize| {
+        if t > 0 {
+            f64::from(w.ring[slot(t)][field])
+        } else {
+            0.0
+        }
+    };
     let handshakes10 = s10[HS_FULL] + s10[HS_RESUMED];
     let ms = |q| interpolated_quantile_us(&s60[HIST..], q).map(|us| us / 1000.0);
     let ready = baseline_ready(t);
@@ -319,17 +352,17 @@ fn country_view(c: CountryIdx, w: &CountryWindow, t: u64, settings: &StatsSettin
     CountryView {
         country: c,
         code: country::code(c),
-        conn_rate_1s: if t > 0 {
-            f64::from(w.ring[slot(t)][CONN])
-        } else {
-            0.0
-        },
-        conn_rate_10s: rate10,
+        conn_rate_1s: last(CONN),
+        conn_rate_10s: s10[CONN] as f64 / n10,
         conn_rate_60s: s60[CONN] as f64 / n60,
+        offered_rate_10s: offered10,
+        shed_rate_1s: last(SHED),
+        shed_rate_10s: s10[SHED] as f64 / n10,
+        shed_total: w.shed_total,
         req_rate_10s: s10[REQ] as f64 / n10,
         baseline: w.baseline,
         spike_ratio: if ready {
-            rate10 / w.baseline.max(settings.spike_floor)
+            offered10 / w.baseline.max(settings.spike_floor)
         } else {
             0.0
         },
@@ -353,6 +386,8 @@ fn add_totals(t: &mut TotalRates, c: &CountryView) {
     t.conn_rate_10s += c.conn_rate_10s;
     t.conn_rate_60s += c.conn_rate_60s;
     t.req_rate_10s += c.req_rate_10s;
+    t.shed_rate_1s += c.shed_rate_1s;
+    t.shed_rate_10s += c.shed_rate_10s;
 }
 
 /// Starts or ends `w`'s spike from its view `cv`; the event, if the state changed.
@@ -363,7 +398,7 @@ fn spike_transition(
     now: f64,
     s: &StatsSettings,
 ) -> Option<SpikeEvent> {
-    let (rate, ratio) = (cv.conn_rate_10s, cv.spike_ratio);
+    let (rate, ratio) = (cv.offered_rate_10s, cv.spike_ratio);
     match &mut w.spike {
         None if baseline_ready(t) && ratio >= s.spike_threshold && rate >= s.spike_min_rate => {
             w.spike = Some(Spike {
@@ -398,7 +433,7 @@ fn spike_view(cv: &CountryView, since: f64, top_asns: Vec<super::AsnView>) -> Sp
     SpikeView {
         country: cv.country,
         since,
-        rate: cv.conn_rate_10s,
+        rate: cv.offered_rate_10s,
         baseline: cv.baseline,
         ratio: cv.spike_ratio,
         resumed_share: cv.resumed_share,

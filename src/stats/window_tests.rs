@@ -1,10 +1,12 @@
 //! Window tests: rates, the lagged baseline, the spike ratio with its floor, spike events with
-//! hysteresis, resumed share, handshake quantiles, and late ticks.
+//! hysteresis, resumed share, handshake quantiles, late ticks, and shed traffic (its rates,
+//! and the offered rate the spike detector uses).
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 
 use super::*;
+use crate::admission::RejectReason;
 use crate::stats::HandshakeKind;
 
 // Checked against `country::index_of` in `the_constants_are_the_right_countries`.
@@ -39,6 +41,10 @@ impl Feed {
 
     fn conns(&mut self, c: CountryIdx, n: u64) {
         self.counters[usize::from(c.0)].connections += n;
+    }
+
+    fn refused(&mut self, c: CountryIdx, reason: RejectReason, n: u64) {
+        self.counters[usize::from(c.0)].rejected[reason as usize] += n;
     }
 
     fn handshakes(&mut self, c: CountryIdx, kind: HandshakeKind, n: u64, bucket: usize) {
@@ -173,7 +179,7 @@ fn hysteresis_keeps_a_spike_until_well_under_the_limits() {
     let mut step = |ratio: f64, rate: f64| {
         let mut cv = country_view(BR, &w, t, &settings);
         cv.spike_ratio = ratio;
-        cv.conn_rate_10s = rate;
+        cv.offered_rate_10s = rate;
         let e = spike_transition(&mut w, &cv, t, 0.0, &settings);
         (e, w.spike.is_some())
     };
@@ -274,4 +280,71 @@ fn countries_are_sorted_by_rate() {
     let order: Vec<&str> = v.countries.iter().map(|c| c.code).collect();
     assert_eq!(order, vec!["DE", "JP", "BR"]);
     assert_eq!(v.totals.conn_rate_1s, 11.0);
+}
+
+#[test]
+fn shed_rates_count_refusals_but_not_a_dry_run() {
+    let mut f = Feed::new(StatsSettings::default());
+    for _ in 0..10 {
+        f.conns(BR, 6);
+        f.refused(BR, RejectReason::RateLimit, 2); // before open
+        f.refused(BR, RejectReason::HandshakeQueueFull, 1); // after open
+        f.refused(BR, RejectReason::RequestRateLimit, 1); // a request
+        f.refused(BR, RejectReason::AutoCapDryRun, 5); // served
+        f.tick();
+    }
+    let v = f.tick();
+    let br = v.country(BR).unwrap();
+    assert_eq!(br.shed_rate_1s, 0.0, "nothing in the last second");
+    assert_eq!(br.shed_rate_10s, 3.6, "36 shed in 10 s");
+    assert_eq!(br.shed_total, 40);
+    assert_eq!(br.conn_rate_10s, 5.4, "opened only");
+    assert_eq!(br.offered_rate_10s, 7.2, "opened + refused before open");
+    assert_eq!(br.history.iter().map(|&n| u64::from(n)).sum::<u64>(), 60);
+    f.refused(BR, RejectReason::PerIp, 3);
+    let v = f.tick();
+    assert_eq!(v.country(BR).unwrap().shed_rate_1s, 3.0);
+    assert_eq!(v.totals.shed_rate_1s, 3.0);
+}
+
+#[test]
+fn a_country_with_only_refused_connections_gets_a_row() {
+    let mut f = Feed::new(StatsSettings::default());
+    f.steady(2, &[(DE, 1)]);
+    f.refused(JP, RejectReason::AutoCap, 4);
+    let v = f.tick();
+    let jp = v.country(JP).expect("a row from refusals alone");
+    assert_eq!((jp.conn_rate_1s, jp.shed_rate_1s), (0.0, 4.0));
+}
+
+#[test]
+fn a_country_refused_before_open_keeps_its_spike() {
+    let mut f = Feed::new(StatsSettings::default()); // half-life 10 min
+    let steady = [(BR, 5), (DE, 5)];
+    f.steady(14, &steady);
+    // BR surges to 60/s; admission control refuses every one of its connections before open.
+    for k in 1..=40 {
+        f.conns(DE, 5);
+        f.refused(BR, RejectReason::RateLimit, 40);
+        f.refused(BR, RejectReason::AutoCap, 20);
+        let v = f.tick();
+        let br = v.country(BR).unwrap();
+        assert_eq!(br.conn_rate_1s, 0.0, "nothing opened");
+        if k >= 10 {
+            assert_eq!((br.conn_rate_10s, br.offered_rate_10s), (0.0, 60.0));
+            assert_eq!(br.shed_rate_10s, 60.0);
+        }
+        assert_eq!(br.spiking, k >= 4, "second {k}: {br:?}");
+    }
+    assert_eq!(f.started(), vec![BR]);
+    assert!(
+        f.ended().is_empty(),
+        "refusing the surge does not end its spike"
+    );
+    let v = f.tick();
+    assert_eq!(v.spikes.len(), 1);
+    assert_eq!(
+        v.spikes[0].rate, 54.0,
+        "the offered rate, 9 of 10 s at 60/s"
+    );
 }

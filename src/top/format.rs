@@ -19,6 +19,11 @@ pub fn rate(x: f64) -> String {
     }
 }
 
+/// A rate that may be missing (an older levee): `-`, else as [`rate`].
+pub fn rate_or_dash(x: Option<f64>) -> String {
+    x.map_or_else(|| "-".into(), rate)
+}
+
 /// A count: `987`, `12.3k`, `4.5M`, `6.7G`.
 pub fn count(n: u64) -> String {
     // Display precision only: the conversion loses nothing that is shown.
@@ -163,6 +168,8 @@ mod tests {
         assert_eq!(rate(57.2), "57");
         assert_eq!(rate(1234.0), "1.2k");
         assert_eq!(rate(f64::NAN), "0");
+        assert_eq!(rate_or_dash(None), "-");
+        assert_eq!(rate_or_dash(Some(41.2)), "41");
         assert_eq!(count(9_999), "9999");
         assert_eq!(count(12_345), "12.3k");
         assert_eq!(count(4_500_000), "4.5M");

@@ -137,6 +137,9 @@ pub struct Totals {
     /// Requests per second over the last 10 s.
     #[serde(deserialize_with = "nullable")]
     pub req_rate_10s: f64,
+    /// Connections and requests shed per second over the last 10 s; `None` from a levee
+    /// that does not report it.
+    pub shed_rate: Option<f64>,
 }
 
 /// One row of `countries`.
@@ -164,10 +167,14 @@ pub struct CountryStats {
     /// Requests per second over the last 10 s.
     #[serde(deserialize_with = "nullable")]
     pub req_rate_10s: f64,
-    /// Slow EWMA of the connection rate.
+    /// Connections and requests shed by admission control per second over the last 10 s;
+    /// `None` from a levee that does not report it.
+    pub shed_rate: Option<f64>,
+    /// Slow EWMA of the (offered) connection rate.
     #[serde(deserialize_with = "nullable")]
     pub baseline: f64,
-    /// `conn_rate_10s` over the baseline (with a floor).
+    /// The offered connection rate (opened + refused before open) over the baseline (with a
+    /// floor).
     #[serde(deserialize_with = "nullable")]
     pub spike_ratio: f64,
     /// Whether the country is spiking now.
@@ -253,7 +260,7 @@ pub struct Spike {
     /// Since when, unix seconds.
     #[serde(deserialize_with = "nullable")]
     pub since: f64,
-    /// Connection rate over the last 10 s.
+    /// Offered connection rate (opened + refused before open) over the last 10 s.
     #[serde(deserialize_with = "nullable")]
     pub rate: f64,
     /// Its baseline.

@@ -3,7 +3,8 @@
 //!
 //! Layout, top to bottom: three header lines (source and config, totals, spikes), the table
 //! (countries or ASNs), and a footer with the keys. Everything fits 80x24; wider terminals
-//! get more columns and longer sparklines.
+//! get more columns and longer sparklines. The country table's `shed/s` is what admission
+//! control refused per second over 10 s (`-` from a levee that does not report it).
 
 use ratatui::Frame;
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
@@ -99,9 +100,13 @@ fn header_lines(model: &Model) -> Vec<Line<'static>> {
     let t = &s.totals;
     let hs = t.tls_handshakes;
     let resumed = share(hs.resumed, hs.full + hs.resumed);
-    // Most telling first: a narrow terminal cuts the end of the line.
+    // Most telling first: a narrow terminal cuts the end of the line. Shed only when the
+    // levee reports it.
+    let shed = t
+        .shed_rate
+        .map_or_else(String::new, |r| format!("  shed/s {}", format::rate(r)));
     let second = Line::from(format!(
-        "conn/s {} (1s {}, 60s {})  req/s {}  active {}  5xx {}  resumed {}  conns {}",
+        "conn/s {} (1s {}, 60s {}){shed}  req/s {}  active {}  5xx {}  resumed {}  conns {}",
         format::rate(t.conn_rate_10s),
         format::rate(t.conn_rate_1s),
         format::rate(t.conn_rate_60s),
@@ -243,9 +248,10 @@ fn spark_width(columns: &[Column], area: Rect) -> usize {
         .map_or(0, |(_, w)| usize::from(w))
 }
 
-const COUNTRY_COLUMNS: [Column; 10] = [
+const COUNTRY_COLUMNS: [Column; 11] = [
     ("CC", 3, false),
     ("conn/s", 6, true),
+    ("shed/s", 6, true),
     ("last 60s", 0, false),
     ("base", 5, true),
     ("ratio", 5, true),
@@ -256,11 +262,12 @@ const COUNTRY_COLUMNS: [Column; 10] = [
     ("act", 5, true),
 ];
 
-const COUNTRY_COLUMNS_WIDE: [Column; 14] = [
+const COUNTRY_COLUMNS_WIDE: [Column; 15] = [
     ("CC", 3, false),
     ("conn/s", 6, true),
     ("1s", 6, true),
     ("60s", 6, true),
+    ("shed/s", 6, true),
     ("last 60s", 0, false),
     ("base", 6, true),
     ("ratio", 5, true),
@@ -317,6 +324,7 @@ fn country_values(c: &CountryStats, spiking: bool, spark: usize, wide: bool) -> 
         v.push(format::rate(c.conn_rate_1s));
         v.push(format::rate(c.conn_rate_60s));
     }
+    v.push(format::rate_or_dash(c.shed_rate));
     v.extend([line, format::rate(c.baseline), format::ratio(c.spike_ratio)]);
     if wide {
         v.push(format::rate(c.req_rate_10s));
