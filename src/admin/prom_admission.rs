@@ -11,8 +11,9 @@
 use std::fmt::{self, Display};
 use std::sync::Arc;
 
-use super::prom_text::{family, histogram, sample};
+use super::prom_text::{Float, family, histogram, sample};
 use crate::admission::RejectReason;
+use crate::admission::auto::ActiveCap;
 use crate::geo::country;
 use crate::stats::{CountryIdx, HistogramSnapshot, Shard, UNKNOWN_COUNTRY, rejected_per_country};
 
@@ -75,6 +76,24 @@ pub(super) fn write_admission(out: &mut String, shards: &[Arc<Shard>]) -> fmt::R
         shard.add_handshake_queue_wait(&mut wait);
     }
     histogram(out, name, &[], &wait)
+}
+
+/// Writes `levee_admission_auto_cap_per_second`: one series per country capped now.
+pub(super) fn write_auto_caps(out: &mut String, caps: &[ActiveCap]) -> fmt::Result {
+    let name = "levee_admission_auto_cap_per_second";
+    family(
+        out,
+        name,
+        "gauge",
+        "New connections a second an automatic cap holds a spiking country to.",
+    )?;
+    for cap in caps {
+        let code = country::code(cap.country);
+        let dry_run = if cap.dry_run { "true" } else { "false" };
+        let labels: [(&str, &dyn Display); 2] = [("country", &code), ("dry_run", &dry_run)];
+        sample(out, name, &labels, Float(cap.cap_per_sec))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@
 //! | `levee_admission_dry_run_total` | counter (connections an auto cap dry run would have refused; served) | `country` |
 //! | `levee_admission_handshake_queue_depth` | gauge | |
 //! | `levee_admission_handshake_queue_wait_seconds` | histogram (buckets as `levee_tls_handshake_duration_seconds`) | |
+//! | `levee_admission_auto_cap_per_second` | gauge (new connections/s a spiking country is held to; only while capped) | `country`, `dry_run` = true, false |
 //! | `levee_backend_up` | gauge | `pool`, `backend` |
 //! | `levee_backend_in_flight` | gauge | `pool`, `backend` |
 //! | `levee_backend_requests_total` | counter | `pool`, `backend` |
@@ -79,6 +80,7 @@ pub fn render_metrics(
     reloads: &ReloadStats,
     shards: &[Arc<Shard>],
     view: &StatsView,
+    auto_caps: &[crate::admission::auto::ActiveCap],
 ) -> String {
     let backends: usize = snapshot.pools.iter().map(|p| p.backends.len()).sum();
     let rows = country_rows(shards);
@@ -89,6 +91,7 @@ pub fn render_metrics(
         .and_then(|()| write_windows(&mut out, &rows, view))
         .and_then(|()| write_asns(&mut out, view))
         .and_then(|()| super::prom_admission::write_admission(&mut out, shards))
+        .and_then(|()| super::prom_admission::write_auto_caps(&mut out, auto_caps))
         .and_then(|()| write_backends(&mut out, snapshot));
     out
 }

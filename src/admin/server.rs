@@ -153,6 +153,7 @@ fn metrics(state: &AdminState) -> Response<Full<Bytes>> {
         state.reloader.stats(),
         &state.shards,
         &state.view.load(),
+        &state.admission.auto_view.load(),
     );
     let mut r = Response::new(Full::new(Bytes::from(body)));
     r.headers_mut().insert(

@@ -24,7 +24,10 @@
 //!               "handshake_queue_timeout", "slow_upload", "rate_limit", "tarpit",
 //!               "request_rate_limit", "fair_share", "auto_cap" },
 //!               "dry_run_would_reject", "handshake_queue_depth",
-//!               "queue_wait": { "p50_ms", "p99_ms", "count" } } }
+//!               "queue_wait": { "p50_ms", "p99_ms", "count" },
+//!               "auto": { "enabled", "dry_run", "headroom",
+//!                         "caps": [ { "country", "cap_per_sec", "baseline", "ratio",
+//!                                     "since", "dry_run" } ] } } }
 //! ```
 //!
 //! Rates are per second; durations in milliseconds. Counters are read from the shards now;
@@ -46,7 +49,9 @@
 //! is reported apart, as the total `admission.dry_run_would_reject` (per country in
 //! `/metrics`, `levee_admission_dry_run_total`). `admission.queue_wait` is the time
 //! connections waited in the handshake queues, since start, over every worker (quantiles
-//! interpolated in the histogram's buckets, `null` while `count` is 0).
+//! interpolated in the histogram's buckets, `null` while `count` is 0). `admission.auto`
+//! is the `[admission]` automatic mode as configured and the caps it holds now (new
+//! connections a second, the baseline and spike ratio it started from, unix `since`).
 
 use serde_json::{Value, json};
 
@@ -126,6 +131,39 @@ fn admission_json(state: &AdminState, by_reason: &[u64; RejectReason::COUNT]) ->
         "dry_run_would_reject": by_reason[RejectReason::AutoCapDryRun as usize],
         "handshake_queue_depth": depth,
         "queue_wait": queue_wait_json(&wait),
+        "auto": auto_json(state),
+    })
+}
+
+/// `v` rounded to three decimals.
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+/// `[admission] auto` as configured, and the caps in force.
+fn auto_json(state: &AdminState) -> Value {
+    let settings = state.config.load().admission.auto;
+    let caps: Vec<Value> = state
+        .admission
+        .auto_view
+        .load()
+        .iter()
+        .map(|c| {
+            json!({
+                "country": country::code(c.country),
+                "cap_per_sec": round3(c.cap_per_sec),
+                "baseline": round3(c.baseline),
+                "ratio": round3(c.ratio),
+                "since": c.since,
+                "dry_run": c.dry_run,
+            })
+        })
+        .collect();
+    json!({
+        "enabled": settings.enabled,
+        "dry_run": settings.dry_run,
+        "headroom": settings.headroom,
+        "caps": caps,
     })
 }
 
