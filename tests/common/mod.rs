@@ -6,6 +6,7 @@
 #![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod admin;
+pub mod admission;
 pub mod backend;
 pub mod body;
 pub mod client;
