@@ -94,7 +94,10 @@ async fn watch_both(levees: [&Levee; 2], within: Duration, done: impl Fn(&Value)
         let b = stats_doc(levees[1], None).await;
         for doc in [&a, &b] {
             let c = capped(doc);
-            assert!(c.is_empty() || c == ["BR"], "only BR is ever capped: {doc:#}");
+            assert!(
+                c.is_empty() || c == ["BR"],
+                "only BR is ever capped: {doc:#}"
+            );
         }
         if done(&a) && done(&b) {
             return;
@@ -158,7 +161,10 @@ async fn auto_and_dry_run_cap_a_spike_near_capacity_and_log_once_each() {
     let cap = &doc["admission"]["auto"]["caps"][0];
     let per_sec = cap["cap_per_sec"].as_f64().unwrap();
     let baseline = cap["baseline"].as_f64().unwrap();
-    assert!((per_sec - 1.5 * baseline.max(1.0 / 1.5)).abs() < 0.01, "{cap:#}");
+    assert!(
+        (per_sec - 1.5 * baseline.max(1.0 / 1.5)).abs() < 0.01,
+        "{cap:#}"
+    );
     assert_eq!(cap["dry_run"], false);
     tokio::time::sleep(Duration::from_secs(2)).await;
 
@@ -195,7 +201,11 @@ async fn auto_and_dry_run_cap_a_spike_near_capacity_and_log_once_each() {
             .lines()
             .filter(|l| l.contains(&format!("dry_run={dry_run}")))
             .collect();
-        assert_eq!(mine.len(), 2, "one start and one stop (dry_run={dry_run}):\n{text}");
+        assert_eq!(
+            mine.len(),
+            2,
+            "one start and one stop (dry_run={dry_run}):\n{text}"
+        );
         assert!(
             mine[0].contains("WARN") && mine[0].contains("automatic admission cap started"),
             "{text}"
