@@ -223,15 +223,18 @@ async fn serve(
         queue: admission.handshake_queue,
         timeout: admission.handshake_queue_timeout,
     };
-    // Resumption attempts (and allowlisted clients) are served first when slots are short.
-    let priority = admitted.allowlisted
-        || (limits.in_flight.is_some()
-            && offers_resumption(&tcp, tls_settings.handshake_timeout).await);
-    let ticket = Ticket { country, priority };
+    // Resumption attempts (and allowlisted clients) are served first when slots are short;
+    // the ClientHello is classified only when there is a gate to schedule.
+    let classify = limits.in_flight.is_some() && !admitted.allowlisted;
     let gate = Rc::clone(&worker.handshakes);
-    let slot = async move { gate.acquire(limits, ticket).await };
+    let slot = move |resuming: bool| async move {
+        let priority = admitted.allowlisted || resuming;
+        gate.acquire(limits, Ticket { country, priority }).await
+    };
+    let config = Arc::clone(&tls_settings.server_config);
+    let deadline = tls_settings.handshake_timeout;
     let accepted = tokio::select! {
-        r = tls::accept_tls_gated(tcp, Arc::clone(&tls_settings.server_config), tls_settings.handshake_timeout, slot) => r,
+        r = tls::accept_tls_gated(tcp, config, deadline, classify, slot) => r,
         _ = drain.cancelled() => return,
     };
     let outcome = match accepted {
@@ -263,16 +266,6 @@ async fn serve(
         builder.http1_only()
     };
     serve_http(outcome.stream, builder, ctx, drain).await;
-}
-
-/// Whether the client's ClientHello (peeked, not consumed) offers to resume a session.
-/// Waits for the first bytes at most `deadline` (the handshake deadline applies after).
-async fn offers_resumption(tcp: &TcpStream, deadline: std::time::Duration) -> bool {
-    let mut buf = [0u8; tls::hello::PEEK_BYTES];
-    match tokio::time::timeout(deadline, tcp.peek(&mut buf)).await {
-        Ok(Ok(n)) => buf.get(..n).is_some_and(tls::hello::is_resumption_attempt),
-        _ => false,
-    }
 }
 
 /// The hyper server settings for a listener's limits.

@@ -80,22 +80,44 @@ pub async fn accept_tls(
     config: Arc<ServerConfig>,
     deadline: Duration,
 ) -> Result<HandshakeOutcome, HandshakeError> {
-    let open = async { Ok::<(), RejectReason>(()) };
-    accept_tls_gated(tcp, config, deadline, open).await
+    let open = |_resuming: bool| async { Ok::<(), RejectReason>(()) };
+    accept_tls_gated(tcp, config, deadline, false, open).await
 }
 
 /// Like [`accept_tls`], with an admission gate between the ClientHello and the handshake
-/// proper: `gate` is polled once the ClientHello has arrived (before any reply), and the
-/// value it resolves to is held until the handshake ends. Its `Err` refuses the connection
-/// (`HandshakeError::Refused`). Time spent waiting at the gate extends `deadline` and is
-/// not counted in the handshake duration.
-pub async fn accept_tls_gated<P>(
+/// proper: `gate(resuming)` is polled once the ClientHello has arrived (before any reply),
+/// and the value it resolves to is held until the handshake ends. Its `Err` refuses the
+/// connection (`HandshakeError::Refused`). Time spent waiting at the gate extends
+/// `deadline` and is not counted in the handshake duration. With `classify`, the first
+/// bytes are peeked (within the same deadline) to tell the gate whether the ClientHello
+/// offers to resume a session (`super::hello`); without it, `resuming` is false.
+pub async fn accept_tls_gated<P, G>(
     tcp: TcpStream,
     config: Arc<ServerConfig>,
     deadline: Duration,
-    gate: impl Future<Output = Result<P, RejectReason>>,
-) -> Result<HandshakeOutcome, HandshakeError> {
+    classify: bool,
+    gate: impl FnOnce(bool) -> G,
+) -> Result<HandshakeOutcome, HandshakeError>
+where
+    G: Future<Output = Result<P, RejectReason>>,
+{
     let until = tokio::time::Instant::now() + deadline;
+    let resuming = if classify {
+        let mut buf = [0u8; super::hello::PEEK_BYTES];
+        match tokio::time::timeout_at(until, tcp.peek(&mut buf)).await {
+            Err(_) => {
+                let duration = Duration::ZERO;
+                return Err(HandshakeError::Timeout { duration });
+            }
+            // A closed or failed socket: the acceptor below reports it.
+            Ok(Err(_)) => false,
+            Ok(Ok(n)) => buf
+                .get(..n)
+                .is_some_and(super::hello::is_resumption_attempt),
+        }
+    } else {
+        false
+    };
     let hello = tokio::time::timeout_at(until, LazyConfigAcceptor::new(Acceptor::default(), tcp));
     let start = match hello.await {
         Err(_) => {
@@ -109,7 +131,7 @@ pub async fn accept_tls_gated<P>(
         Ok(Ok(start)) => start,
     };
     let waiting = Instant::now();
-    let _slot = gate.await.map_err(HandshakeError::Refused)?;
+    let _slot = gate(resuming).await.map_err(HandshakeError::Refused)?;
     let waited = waiting.elapsed();
     let hello_at = Instant::now();
     let result = tokio::time::timeout_at(until + waited, start.into_stream(config)).await;
