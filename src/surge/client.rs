@@ -23,6 +23,9 @@ use tokio_rustls::TlsConnector;
 use super::record::{Failure, Recorder};
 use crate::net::proxy_protocol::encode_v2;
 
+/// Longest wait for the server to close a connection after its last response.
+pub const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
 /// Where and how the clients connect.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -51,6 +54,13 @@ impl Conn {
     /// Whether the server has closed the connection.
     pub fn is_closed(&self) -> bool {
         self.sender.is_closed()
+    }
+
+    /// Lets the server close first (it was asked to): waits up to [`CLOSE_WAIT`] for the
+    /// connection to end, so the TIME_WAIT state stays on the server side.
+    pub async fn close(mut self) {
+        let driver = &mut self.driver;
+        let _ = tokio::time::timeout(CLOSE_WAIT, driver).await;
     }
 
     /// `GET /` and the whole response; a status other than 2xx is a failure. `close` asks
@@ -119,10 +129,14 @@ pub async fn attempt(
     let started = Instant::now();
     let visit = async {
         let mut conn = open(target, client, rec, country).await?;
-        conn.get(target, true).await
+        conn.get(target, true).await?;
+        Ok::<_, Failure>((started.elapsed(), conn))
     };
     match tokio::time::timeout(timeout, visit).await {
-        Ok(Ok(())) => Ok(started.elapsed()),
+        Ok(Ok((latency, conn))) => {
+            conn.close().await;
+            Ok(latency)
+        }
         Ok(Err(f)) => Err(f),
         Err(_) => Err(Failure::Timeout),
     }
