@@ -137,11 +137,19 @@ surge() { # NAME ARGS...: one tool run pinned to TOOL_CPU, JSON to $out/NAME.jso
 
 open_loop=(--duration "${DURATION}s" --surge-after "${SURGE_AFTER}s")
 
+cpu_ticks() { # PID: user + system CPU time so far, in clock ticks
+  awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+
 start_levee ""
+ticks0="$(cpu_ticks "$levee_pid")"
 surge capacity --capacity --duration "${CAP_DURATION}s" --concurrency "$CONCURRENCY"
-capacity="$(jq -r '.capacity.connections_per_s' "$out/capacity.json")"
+ticks1="$(cpu_ticks "$levee_pid")"
+# levee's CPU use during the capacity run: well below 100% means the client was the limit.
+levee_busy="$(( (ticks1 - ticks0) * 100 / ($(getconf CLK_TCK) * CAP_DURATION) ))"
+capacity="$(jq -r '.capacity.connections_per_s | floor' "$out/capacity.json")"
 surge_rate="$(jq -rn --argjson c "$capacity" --argjson f "$SURGE_FACTOR" '$c * $f | floor')"
-echo "capacity ${capacity} conn/s -> surge ${surge_rate} conn/s from $SURGE_COUNTRY"
+echo "capacity ${capacity} conn/s (levee CPU ${levee_busy}% of one core) -> surge ${surge_rate} conn/s from $SURGE_COUNTRY"
 surge nosurge-off "${open_loop[@]}" --surge-rate 0
 surge surge-off "${open_loop[@]}" --surge-rate "$surge_rate"
 stop_levee off
@@ -155,7 +163,7 @@ stop_levee on
 # (admission off); PASS when the admission-on surge run meets the target.
 {
   echo
-  echo "capacity: $capacity new connections/s (1 worker); surge: $surge_rate/s from $SURGE_COUNTRY"
+  echo "capacity: $capacity new connections/s (1 worker, levee CPU ${levee_busy}% of one core); surge: $surge_rate/s from $SURGE_COUNTRY"
   echo "window: ${SURGE_AFTER}s..${DURATION}s of each run; 'new' = new connections, 'ka' = keep-alive requests"
   for run in nosurge-off surge-off nosurge-on surge-on; do
     jq -r --arg run "$run" \

@@ -50,6 +50,7 @@ pub struct SurgeArgs {
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
     /// Client connections open at once, at most; arrivals beyond it are counted as skipped.
+    /// With a surge, the baseline keeps a share of its own (enough for its rates).
     #[arg(long, default_value_t = 4000)]
     pub max_in_flight: usize,
     /// Arrival process of new connections: `poisson` or `even` (evenly spaced).

@@ -15,7 +15,9 @@
 //!
 //! Open loop: new connections arrive on their own schedule (Poisson or evenly spaced), each
 //! attempt on its own task, so a slow server does not slow the offered rate; at most
-//! `--max-in-flight` connections are open, and arrivals beyond that are counted as skipped.
+//! `--max-in-flight` connections are open, and arrivals beyond that are counted as skipped
+//! (the baseline has a share of its own, so a surge cannot take the client-side slots of
+//! the other countries). Latency is measured from an attempt's actual start.
 //! `--capacity` is the closed-loop opposite: `--concurrency` clients doing new connections
 //! back to back, which measures the connections (full handshakes) per second the server
 //! completes, the "capacity" a surge is sized against.

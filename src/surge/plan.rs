@@ -53,6 +53,8 @@ pub struct Stream {
     pub rate: f64,
     /// Offset from the start of the run of the first possible arrival.
     pub from: Duration,
+    /// The surge stream (its connections come out of the surge's share of slots).
+    pub surge: bool,
 }
 
 /// A checked run: every option within its bound.
@@ -78,6 +80,9 @@ pub struct Plan {
     pub timeout: Duration,
     /// Client connections open at once, at most.
     pub max_in_flight: usize,
+    /// Of those, the baseline's share (keep-alive clients and baseline new connections); the
+    /// rest is the surge's, so the surge cannot take the client-side slots of the baseline.
+    pub baseline_slots: usize,
     /// Poisson arrivals (else evenly spaced).
     pub poisson: bool,
     /// Seed of the arrival times and address picks.
@@ -144,6 +149,22 @@ impl Plan {
                 args.max_in_flight
             );
         }
+        let surging = streams.iter().any(|s| s.surge);
+        if surging && keepalive + 2 > args.max_in_flight {
+            bail!(
+                "--max-in-flight {} leaves no room for the surge",
+                args.max_in_flight
+            );
+        }
+        let baseline_slots = if surging {
+            let rate: f64 = streams.iter().filter(|s| !s.surge).map(|s| s.rate).sum();
+            let need = keepalive + (rate * args.timeout.as_secs_f64()).ceil() as usize + 16;
+            need.min(args.max_in_flight / 2)
+                .max(keepalive + 1)
+                .min(args.max_in_flight - 1)
+        } else {
+            args.max_in_flight
+        };
         let secs = args.duration.as_secs_f64();
         let scheduled = streams.iter().map(|s| s.rate * secs).sum::<f64>()
             + keepalive as f64 * args.keepalive_rate * secs;
@@ -165,6 +186,7 @@ impl Plan {
             keepalive_rate: args.keepalive_rate,
             timeout: args.timeout,
             max_in_flight: args.max_in_flight,
+            baseline_slots,
             poisson: args.arrivals == "poisson",
             seed: args.seed,
             capacity,
@@ -209,6 +231,7 @@ fn countries(args: &SurgeArgs) -> anyhow::Result<(Vec<CountryPlan>, Vec<Stream>)
                 country: countries.len(),
                 rate: args.baseline_rate,
                 from: Duration::ZERO,
+                surge: false,
             });
         }
         let role = if c == surge && args.surge_rate > 0.0 {
@@ -245,6 +268,7 @@ fn countries(args: &SurgeArgs) -> anyhow::Result<(Vec<CountryPlan>, Vec<Stream>)
             country: i,
             rate: args.surge_rate,
             from: args.surge_after,
+            surge: true,
         });
     }
     Ok((countries, streams))
@@ -330,7 +354,13 @@ mod tests {
         let br = p.countries.last().unwrap();
         assert_eq!((br.code.as_str(), br.role), ("BR", Role::Surge));
         let s = p.streams.last().unwrap();
-        assert_eq!((s.rate, s.from), (300.0, Duration::from_secs(5)));
+        assert_eq!(
+            (s.rate, s.from, s.surge),
+            (300.0, Duration::from_secs(5), true)
+        );
+        // 8 keep-alive clients, 40 baseline connections/s for a 5 s timeout, 16 spare.
+        assert_eq!(p.baseline_slots, 8 + 200 + 16);
+        assert_eq!(args(&[]).unwrap().baseline_slots, 4000);
     }
 
     #[test]
@@ -351,6 +381,7 @@ mod tests {
             country: 0,
             rate: 200.0,
             from: Duration::from_secs(1),
+            surge: false,
         };
         for poisson in [true, false] {
             let v: Vec<_> = Arrivals::new(&s, poisson, Duration::from_secs(11), 7).collect();

@@ -35,8 +35,9 @@ pub struct Ctx {
     pub timeout: Duration,
     /// Client addresses per country (index as in the plan).
     pub addrs: Vec<Vec<Ipv4Addr>>,
-    slots: Arc<Semaphore>,
-    max_in_flight: usize,
+    /// Connection slots: the baseline's, then the surge's.
+    slots: [Arc<Semaphore>; 2],
+    sizes: [usize; 2],
     late: AtomicU64,
     max_lag_us: AtomicU64,
 }
@@ -61,8 +62,14 @@ impl Ctx {
             end: start + plan.duration,
             timeout: plan.timeout,
             addrs,
-            slots: Arc::new(Semaphore::new(plan.max_in_flight)),
-            max_in_flight: plan.max_in_flight,
+            slots: [
+                Arc::new(Semaphore::new(plan.baseline_slots)),
+                Arc::new(Semaphore::new(plan.max_in_flight - plan.baseline_slots)),
+            ],
+            sizes: [
+                plan.baseline_slots,
+                plan.max_in_flight - plan.baseline_slots,
+            ],
             late: AtomicU64::new(0),
             max_lag_us: AtomicU64::new(0),
         }
@@ -97,9 +104,14 @@ impl Ctx {
 
     /// Waits (bounded) until every connection of the run is closed.
     async fn drain(&self) {
-        let all = u32::try_from(self.max_in_flight).unwrap_or(u32::MAX);
-        let _ =
-            tokio::time::timeout(self.timeout + DRAIN_SLACK, self.slots.acquire_many(all)).await;
+        let all = async {
+            for (slots, size) in self.slots.iter().zip(self.sizes) {
+                let _ = slots
+                    .acquire_many(u32::try_from(size).unwrap_or(u32::MAX))
+                    .await;
+            }
+        };
+        let _ = tokio::time::timeout(self.timeout + DRAIN_SLACK, all).await;
     }
 }
 
@@ -110,7 +122,7 @@ pub async fn open_loop(plan: &Plan, ctx: Arc<Ctx>) -> anyhow::Result<()> {
     let mut tasks = Vec::new();
     for (i, c) in plan.countries.iter().enumerate() {
         for _ in 0..c.keepalive_clients {
-            let permit = Arc::clone(&ctx.slots)
+            let permit = Arc::clone(&ctx.slots[0])
                 .try_acquire_owned()
                 .context("no connection slot left for the keep-alive clients")?;
             let client = ctx.client(i, &mut rng);
@@ -144,7 +156,7 @@ async fn stream(ctx: Arc<Ctx>, s: Stream, poisson: bool, until: Duration, seed: 
             tokio::time::sleep_until(due.into()).await;
         }
         ctx.note_lag(Instant::now().saturating_duration_since(due));
-        let Ok(permit) = Arc::clone(&ctx.slots).try_acquire_owned() else {
+        let Ok(permit) = Arc::clone(&ctx.slots[usize::from(s.surge)]).try_acquire_owned() else {
             ctx.rec
                 .record(s.country, Kind::New, at, Err(Failure::Skipped));
             continue;
