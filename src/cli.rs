@@ -1,4 +1,4 @@
-//! Command line: `run`, `check`, `reload`, `geo lookup`, `top`, `demo`.
+//! Command line: `run`, `check`, `reload`, `geo lookup`, `top`, `demo`, `bench surge`.
 //!
 //! `levee reload` asks a running levee to reload its config file through `POST /reload` on
 //! its admin API (`reload::client`) and prints the outcome. Exit codes: 0 when the new config
@@ -85,6 +85,32 @@ pub enum Command {
         #[arg(long)]
         no_traffic: bool,
     },
+    /// Load tools for benchmarks (loopback only).
+    Bench {
+        /// What to run.
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+/// `levee bench` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Surge replay: baseline clients from several countries and a surge of new TLS
+    /// connections from one, client addresses sent through PROXY v2; prints per-country
+    /// success rate and p50/p99 latency (table or JSON). `--capacity` measures full
+    /// handshakes/s instead.
+    Surge(Box<crate::surge::SurgeArgs>),
+    /// Demo backends on fixed loopback addresses, until SIGINT/SIGTERM (for bench scripts).
+    #[command(hide = true)]
+    Backends {
+        /// Address to serve on (repeat for more backends).
+        #[arg(long, value_name = "ADDR", required = true)]
+        listen: Vec<SocketAddr>,
+        /// Stop after this long at most.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        max_time: std::time::Duration,
+    },
 }
 
 /// `levee geo` subcommands.
@@ -124,6 +150,15 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
         } => {
             init_tracing(cli.log_level.as_deref(), LogFormat::Text);
             crate::demo::run(listen, admin, !no_traffic)
+        }
+        Command::Bench { command } => {
+            init_tracing(cli.log_level.as_deref().or(Some("warn")), LogFormat::Text);
+            match command {
+                BenchCommand::Surge(args) => crate::surge::main(&args),
+                BenchCommand::Backends { listen, max_time } => {
+                    crate::surge::backends::serve(&listen, max_time)
+                }
+            }
         }
     }
 }

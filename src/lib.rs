@@ -1,7 +1,7 @@
 //! levee: a thread-per-core, TLS-terminating, load-balancing HTTP reverse proxy.
 //!
 //! Map of the house (see docs/DESIGN.md for the flow of a connection):
-//! - [`cli`]: the command line (`run`, `check`, `reload`, `geo lookup`, `top`, `demo`).
+//! - [`cli`]: the command line (`run`, `check`, `reload`, `geo lookup`, `top`, `demo`, `bench`).
 //! - [`app`]: wiring; `app::start(snapshot) -> Running` is what tests and `main` call.
 //! - [`config`]: TOML -> validated immutable [`config::Snapshot`].
 //! - [`runtime`]: worker threads (current-thread tokio each) and SO_REUSEPORT sockets.
@@ -18,6 +18,7 @@
 //! - [`admin`]: the admin API on the control thread.
 //! - [`demo`]: `levee demo`: built-in backends and synthetic per-country traffic.
 //! - [`top`]: `levee top`, a live terminal view of per-country traffic over the admin API.
+//! - [`surge`]: `levee bench surge`, the surge-replay load tool (loopback only).
 
 pub mod admin;
 pub mod admission;
@@ -32,5 +33,6 @@ pub mod proxy;
 pub mod reload;
 pub mod runtime;
 pub mod stats;
+pub mod surge;
 pub mod tls;
 pub mod top;

@@ -64,16 +64,26 @@ pub fn pick(db: &GeoDb) -> Vec<CountryAddrs> {
         .iter()
         .map(|(code, blocks)| CountryAddrs {
             code,
-            addrs: pick_country(db, code, blocks),
+            addrs: pick_country(db, code, blocks, PER_COUNTRY),
         })
         .collect()
 }
 
-fn pick_country(db: &GeoDb, code: &str, blocks: &[u8]) -> Vec<Ipv4Addr> {
-    let mut found: Vec<Ipv4Addr> = Vec::with_capacity(PER_COUNTRY);
+/// The candidate first octets of `code` (ISO code, upper case), if it is a demo country.
+pub fn blocks_of(code: &str) -> Option<&'static [u8]> {
+    CANDIDATES
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map(|(_, blocks)| *blocks)
+}
+
+/// Up to `n` addresses from distinct /16s in `blocks` that `db` places in `code`; bounded
+/// ([`PROBES_PER_BLOCK`] lookups per block) and deterministic.
+pub fn pick_country(db: &GeoDb, code: &str, blocks: &[u8], n: usize) -> Vec<Ipv4Addr> {
+    let mut found: Vec<Ipv4Addr> = Vec::with_capacity(n);
     for &a in blocks {
         for i in 0..PROBES_PER_BLOCK {
-            if found.len() >= PER_COUNTRY {
+            if found.len() >= n {
                 return found;
             }
             let ip = probe(a, i);

@@ -17,9 +17,16 @@ use tracing::debug;
 /// Starts `count` demo backends on 127.0.0.1 (ephemeral ports) on a thread of their own.
 /// Each answers `hello from demo backend N` with the request line and forwarding headers.
 pub fn spawn_backends(count: usize) -> anyhow::Result<Vec<SocketAddr>> {
-    let mut sockets = Vec::with_capacity(count);
-    for _ in 0..count {
-        let s = std::net::TcpListener::bind("127.0.0.1:0").context("demo backend bind")?;
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    spawn_backends_at(&vec![any; count])
+}
+
+/// Starts one demo backend on each of `addrs` (port 0: ephemeral) on a thread of its own;
+/// returns the bound addresses. Used by `levee demo` and `levee bench backends`.
+pub fn spawn_backends_at(addrs: &[SocketAddr]) -> anyhow::Result<Vec<SocketAddr>> {
+    let mut sockets = Vec::with_capacity(addrs.len());
+    for a in addrs {
+        let s = std::net::TcpListener::bind(a).with_context(|| format!("demo backend bind {a}"))?;
         s.set_nonblocking(true)?;
         sockets.push(s);
     }

@@ -279,12 +279,14 @@ fn record(
     }
 }
 
-/// SplitMix64: small, seedable, good enough for arrival times and picks.
+/// SplitMix64: small, seedable, good enough for arrival times and picks (the demo's and
+/// `levee bench surge`'s).
 #[derive(Debug, Clone)]
-struct Rng(u64);
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn next_u64(&mut self) -> u64 {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -293,12 +295,12 @@ impl Rng {
     }
 
     /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
+    pub fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// Uniform in 0..n (0 when n is 0).
-    fn below(&mut self, n: usize) -> usize {
+    pub fn below(&mut self, n: usize) -> usize {
         if n == 0 {
             return 0;
         }
@@ -307,7 +309,7 @@ impl Rng {
 
     /// An exponential wait for a Poisson process of `rate` per second, at most 10 s (and
     /// 10 s for a rate of 0, so a silent country still wakes to see a surge start).
-    fn exponential(&mut self, rate: f64) -> Duration {
+    pub fn exponential(&mut self, rate: f64) -> Duration {
         if rate.is_nan() || rate <= 0.0 {
             return Duration::from_secs(10);
         }

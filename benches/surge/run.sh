@@ -1,0 +1,222 @@
+#!/usr/bin/env bash
+# Surge benchmark: does admission control keep other countries served while one country
+# floods levee with new TLS connections at SURGE_FACTOR x levee's full-handshake capacity?
+#
+# Everything runs on this machine over loopback. levee (1 worker) is pinned to LEVEE_CPU;
+# the load tool (`levee bench surge --threads 1`) and the demo backends (`levee bench
+# backends`, hidden subcommand) are pinned to TOOL_CPU. Steps:
+#   1. capacity: closed-loop new connections (full handshake + GET /), admission off;
+#   2. no surge, admission off (the reference p99 of the baseline countries);
+#   3. surge at SURGE_FACTOR x capacity, admission off (the contrast);
+#   4. no surge, admission on;
+#   5. surge at SURGE_FACTOR x capacity, admission on (the target run).
+# Target: in run 5, every baseline country keeps >= 99% success and a p99 within 3x of its
+# run-2 p99. JSON results and the summary go to target/surge/<timestamp>/.
+#
+# Usage, from the repository root:  bash benches/surge/run.sh
+# Knobs (environment): LEVEE_BIN (default: build and use target/release/levee), DURATION
+# (seconds per open-loop run, 30), CAP_DURATION (10), SURGE_AFTER (5), SURGE_FACTOR (3),
+# SURGE_COUNTRY (BR), BASELINE (DE,JP,US,FR), BASELINE_RATE (10), KEEPALIVE_CLIENTS (2),
+# KEEPALIVE_RATE (10), CONCURRENCY (64), LEVEE_CPU (0), TOOL_CPU (1), PORT_BASE (19400:
+# listener PORT_BASE, admin +1, backends +2..+4), ADMISSION_ON (the [admission] block),
+# CAPACITY (conn/s: skip step 1), CAPACITY_FROM (measured, the default; cpu: when levee used
+# < 90% of its core in step 1, extrapolate the capacity to 100% of the core).
+#
+# Limits: the tool and levee share a 2-core machine and each new connection costs the
+# client a handshake too, so the offered surge may fall short of SURGE_FACTOR x capacity;
+# the summary prints the client lag (starts behind schedule) of each run to show it.
+set -euo pipefail
+
+# The [admission] block of the "admission on" runs (per worker; levee runs 1 worker).
+ADMISSION_ON="${ADMISSION_ON:-max_handshakes_in_flight = 8
+handshake_queue = 256
+handshake_queue_timeout = \"2s\"}"
+
+DURATION="${DURATION:-30}"
+CAP_DURATION="${CAP_DURATION:-10}"
+SURGE_AFTER="${SURGE_AFTER:-5}"
+SURGE_FACTOR="${SURGE_FACTOR:-3}"
+SURGE_COUNTRY="${SURGE_COUNTRY:-BR}"
+BASELINE="${BASELINE:-DE,JP,US,FR}"
+BASELINE_RATE="${BASELINE_RATE:-10}"
+KEEPALIVE_CLIENTS="${KEEPALIVE_CLIENTS:-2}"
+KEEPALIVE_RATE="${KEEPALIVE_RATE:-10}"
+CONCURRENCY="${CONCURRENCY:-64}"
+LEVEE_CPU="${LEVEE_CPU:-0}"
+TOOL_CPU="${TOOL_CPU:-1}"
+PORT_BASE="${PORT_BASE:-19400}"
+
+for n in DURATION CAP_DURATION SURGE_AFTER BASELINE_RATE KEEPALIVE_CLIENTS KEEPALIVE_RATE \
+  CONCURRENCY PORT_BASE; do
+  [[ "${!n}" =~ ^[0-9]+$ ]] || { echo "run.sh: $n must be a whole number" >&2; exit 1; }
+done
+(( DURATION <= 600 && CAP_DURATION <= 600 )) || { echo "run.sh: at most 600 s a run" >&2; exit 1; }
+[[ "${CAPACITY:-0}" =~ ^[0-9]+$ && "$SURGE_FACTOR" =~ ^[0-9]+$ ]] ||
+  { echo "run.sh: CAPACITY and SURGE_FACTOR must be whole numbers" >&2; exit 1; }
+(( SURGE_AFTER < DURATION )) || { echo "run.sh: SURGE_AFTER must be below DURATION" >&2; exit 1; }
+command -v jq >/dev/null || { echo "run.sh: jq is needed for the summary" >&2; exit 1; }
+command -v taskset >/dev/null || { echo "run.sh: taskset is needed (util-linux)" >&2; exit 1; }
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+if [ -z "${LEVEE_BIN:-}" ]; then
+  (cd "$root" && cargo build --release)
+  LEVEE_BIN="$root/target/release/levee"
+fi
+[ -x "$LEVEE_BIN" ] || { echo "run.sh: $LEVEE_BIN is not executable" >&2; exit 1; }
+
+out="$root/target/surge/$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$out"
+work="$(mktemp -d)"
+listen="127.0.0.1:$PORT_BASE"
+admin="127.0.0.1:$((PORT_BASE + 1))"
+backends=("127.0.0.1:$((PORT_BASE + 2))" "127.0.0.1:$((PORT_BASE + 3))" "127.0.0.1:$((PORT_BASE + 4))")
+
+backends_pid=""
+levee_pid=""
+stop_pid() { # PID: SIGTERM, up to 10 s to exit, then SIGKILL
+  local pid="$1"
+  [ -n "$pid" ] || return 0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+  stop_pid "$levee_pid"
+  stop_pid "$backends_pid"
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+wait_port() { # ADDR PID: until ADDR accepts (10 s at most) while PID lives
+  local host="${1%:*}" port="${1##*:}"
+  for _ in $(seq 200); do
+    kill -0 "$2" 2>/dev/null || { echo "run.sh: process $2 exited early" >&2; return 1; }
+    if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then return 0; fi
+    sleep 0.05
+  done
+  echo "run.sh: nothing listens on $1 after 10 s" >&2
+  return 1
+}
+
+backend_args=()
+for b in "${backends[@]}"; do backend_args+=(--listen "$b"); done
+taskset -c "$TOOL_CPU" "$LEVEE_BIN" bench backends "${backend_args[@]}" --max-time 1h \
+  >"$work/backends.log" 2>&1 &
+backends_pid=$!
+wait_port "${backends[0]}" "$backends_pid"
+
+start_levee() { # ADMISSION_BLOCK: writes the config and starts levee pinned to LEVEE_CPU
+  {
+    printf '[server]\nworkers = 1\naccess_log = false\nshutdown_timeout = "2s"\n\n'
+    printf '[admin]\nlisten = "%s"\n\n' "$admin"
+    printf '[admission]\n%s\n\n' "$1"
+    printf '[[listeners]]\nname = "surge"\nlisten = "%s"\ndefault_pool = "demo"\n' "$listen"
+    printf 'proxy_protocol = "v2"\ntrusted_proxies = ["127.0.0.1/32"]\n[listeners.tls]\n\n'
+    printf '[pools.demo]\nalgorithm = "round_robin"\n'
+    for b in "${backends[@]}"; do printf '[[pools.demo.backends]]\naddress = "%s"\n' "$b"; done
+  } >"$work/levee.toml"
+  "$LEVEE_BIN" check --config "$work/levee.toml" >/dev/null
+  taskset -c "$LEVEE_CPU" "$LEVEE_BIN" run --config "$work/levee.toml" --log-level warn \
+    >>"$out/levee.log" 2>&1 &
+  levee_pid=$!
+  wait_port "$listen" "$levee_pid"
+}
+
+stop_levee() {
+  curl -fsS "http://$admin/stats" >"$out/stats-$1.json" 2>/dev/null || true
+  stop_pid "$levee_pid"
+  levee_pid=""
+}
+
+cpu_ticks() { # PID: user + system CPU time so far, in clock ticks
+  awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+
+surge() { # NAME ARGS...: one tool run pinned to TOOL_CPU, JSON to $out/NAME.json; levee's
+          # CPU use over the run (% of one core) to $out/NAME.cpu
+  local name="$1" t0 t1 s0 s1
+  shift
+  echo "== $name"
+  t0="$(cpu_ticks "$levee_pid")"
+  s0="$(date +%s%N)"
+  taskset -c "$TOOL_CPU" "$LEVEE_BIN" bench surge --target "$listen" --threads 1 \
+    --baseline "$BASELINE" --baseline-rate "$BASELINE_RATE" \
+    --keepalive-clients "$KEEPALIVE_CLIENTS" --keepalive-rate "$KEEPALIVE_RATE" \
+    --surge-country "$SURGE_COUNTRY" --json-out "$out/$name.json" "$@" | tee "$out/$name.txt"
+  t1="$(cpu_ticks "$levee_pid")"
+  s1="$(date +%s%N)"
+  echo "$(( (t1 - t0) * 100 * 1000000000 / ($(getconf CLK_TCK) * (s1 - s0)) ))" >"$out/$name.cpu"
+  echo "levee CPU: $(cat "$out/$name.cpu")% of one core"
+}
+
+open_loop=(--duration "${DURATION}s" --surge-after "${SURGE_AFTER}s")
+
+start_levee ""
+if [ -n "${CAPACITY:-}" ]; then
+  capacity="$CAPACITY" measured="given" levee_busy="-"
+else
+  surge capacity --capacity --duration "${CAP_DURATION}s" --concurrency "$CONCURRENCY"
+  measured="$(jq -r '.capacity.connections_per_s | floor' "$out/capacity.json")"
+  levee_busy="$(cat "$out/capacity.cpu")"
+  # levee well below one full core means something else was the limit (the client's own
+  # handshakes, or other load on the machine). CAPACITY_FROM=cpu extrapolates to 100% of the
+  # core (handshakes are CPU-bound, about linear); meaningful on an otherwise idle machine.
+  capacity="$measured"
+  if (( levee_busy > 0 && levee_busy < 90 )); then
+    if [ "${CAPACITY_FROM:-measured}" = cpu ]; then
+      capacity="$(( measured * 100 / levee_busy ))"
+    fi
+    echo "warning: levee used ${levee_busy}% of its core in the capacity run: it was not" \
+      "the limit; capacity used: ${capacity} conn/s (CAPACITY_FROM=cpu extrapolates, CAPACITY=N sets it)"
+  fi
+fi
+surge_rate="$(( capacity * SURGE_FACTOR ))"
+echo "capacity ${capacity} conn/s (measured ${measured}, levee CPU ${levee_busy}%) -> surge ${surge_rate} conn/s from $SURGE_COUNTRY"
+surge nosurge-off "${open_loop[@]}" --surge-rate 0
+surge surge-off "${open_loop[@]}" --surge-rate "$surge_rate"
+stop_levee off
+
+start_levee "$ADMISSION_ON"
+surge nosurge-on "${open_loop[@]}" --surge-rate 0
+surge surge-on "${open_loop[@]}" --surge-rate "$surge_rate"
+stop_levee on
+
+# Summary: per baseline country, success and p99 of each run; ratios to the no-surge p99
+# (admission off); PASS when the admission-on surge run meets the target.
+{
+  echo
+  echo "capacity: $capacity new connections/s (1 worker; measured $measured with levee at ${levee_busy}% of one core); surge: $surge_rate/s from $SURGE_COUNTRY"
+  echo "window: ${SURGE_AFTER}s..${DURATION}s of each run; 'new' = new connections, 'ka' = keep-alive requests"
+  for run in nosurge-off surge-off nosurge-on surge-on; do
+    jq -r --arg run "$run" --arg cpu "$(cat "$out/$run.cpu")" \
+      '"\($run): levee CPU \($cpu)%; client lag \(.client_lag.late_starts) late starts, max \(.client_lag.max_lag_ms) ms; " +
+       "surge country \(.surge_country): " +
+       ((.countries[] | select(.role == "surge") | "\(.new_connections.ok)/\(.new_connections.attempts) ok") // "-")' \
+      "$out/$run.json"
+  done
+  printf '%-8s %-12s %9s %10s %10s %9s %9s\n' country run success new_p99_ms ka_p99_ms new_x ka_x
+  jq -rs '
+    (.[0].countries | map({key: .country, value: .}) | from_entries) as $ref
+    | ["nosurge-off", "surge-off", "nosurge-on", "surge-on"] as $names
+    | [range(0; 4) as $i | .[$i].countries[] | select(.role == "baseline")
+       | {c: .country, run: $names[$i], s: .all.success_rate,
+          n: .new_connections.p99_ms, k: .keepalive.p99_ms,
+          rn: $ref[.country].new_connections.p99_ms, rk: $ref[.country].keepalive.p99_ms}]
+    | sort_by(.c)[]
+    | def ratio(a; b): if b > 0 then (a / b * 100 | round / 100) else 0 end;
+      "\(.c) \(.run) \(.s * 10000 | round / 100) \(.n) \(.k) \(ratio(.n; .rn)) \(ratio(.k; .rk))"' \
+    "$out/nosurge-off.json" "$out/surge-off.json" "$out/nosurge-on.json" "$out/surge-on.json" |
+    while read -r c run s n k rn rk; do
+      printf '%-8s %-12s %8s%% %10s %10s %9s %9s\n' "$c" "$run" "$s" "$n" "$k" "$rn" "$rk"
+    done
+  verdict="$(jq -rs '
+    (.[0].countries | map({key: .country, value: .}) | from_entries) as $ref
+    | [.[1].countries[] | select(.role == "baseline")
+       | .all.success_rate >= 0.99
+         and .new_connections.p99_ms <= 3 * $ref[.country].new_connections.p99_ms
+         and .keepalive.p99_ms <= 3 * $ref[.country].keepalive.p99_ms]
+    | if all then "PASS" else "FAIL" end' "$out/nosurge-off.json" "$out/surge-on.json")"
+  echo "target (admission on: baseline success >= 99%, p99 <= 3x no-surge p99): $verdict"
+  echo "results: $out"
+} | tee "$out/summary.txt"

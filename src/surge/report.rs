@@ -1,0 +1,305 @@
+//! The report: per country and traffic kind, arrivals, successes, success rate, p50/p99/max
+//! latency of the successes and failures by kind, over the window (the surge phase: from
+//! `--surge-after` to the end); as a table or as JSON.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::plan::{Plan, Role};
+use super::record::{Failure, Kind, Recorder, Row};
+use super::run::Lag;
+
+/// The whole report, as printed with `--json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// `surge` or `capacity`.
+    pub mode: &'static str,
+    /// The target listener.
+    pub target: String,
+    /// Length of the run, seconds.
+    pub duration_s: f64,
+    /// Start of the window (seconds from the start); it ends with the run.
+    pub window_from_s: f64,
+    /// The surge: country and new connections per second (0: none).
+    pub surge_country: String,
+    /// New connections per second of the surge.
+    pub surge_rate: f64,
+    /// New connections per second of each baseline country.
+    pub baseline_rate: f64,
+    /// Keep-alive clients per baseline country and requests per second of each.
+    pub keepalive_clients: usize,
+    /// Requests per second of each keep-alive client.
+    pub keepalive_rate: f64,
+    /// How far behind schedule the client fell (open loop; 0 in capacity mode).
+    pub client_lag: Lag,
+    /// Capacity mode: the closed-loop result.
+    pub capacity: Option<Capacity>,
+    /// One entry per country.
+    pub countries: Vec<CountryReport>,
+}
+
+/// The closed-loop result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Capacity {
+    /// Closed-loop clients.
+    pub concurrency: usize,
+    /// Successful new connections (full handshake and `GET /`).
+    pub ok: u64,
+    /// Wall time until the last attempt finished, seconds.
+    pub elapsed_s: f64,
+    /// `ok / elapsed_s`: full handshakes per second.
+    pub connections_per_s: f64,
+}
+
+/// One country.
+#[derive(Debug, Clone, Serialize)]
+pub struct CountryReport {
+    /// ISO code.
+    pub country: String,
+    /// `baseline` or `surge`.
+    pub role: Role,
+    /// Connections opened over the whole run, warm-up included (levee should count as many
+    /// for this country).
+    pub connections: u64,
+    /// New-connection attempts in the window.
+    pub new_connections: Stats,
+    /// Keep-alive requests in the window.
+    pub keepalive: Stats,
+    /// Both together.
+    pub all: Stats,
+}
+
+/// Outcomes of one kind of traffic.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    /// Arrivals (skipped ones included).
+    pub attempts: u64,
+    /// Successes.
+    pub ok: u64,
+    /// `ok / attempts` (1 when there were none).
+    pub success_rate: f64,
+    /// Latency percentiles of the successes, milliseconds (0 when none).
+    pub p50_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Largest.
+    pub max_ms: f64,
+    /// Failures by kind.
+    pub errors: Errors,
+}
+
+/// Failures by kind.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Errors {
+    /// Refused, reset or closed before the response.
+    pub refused: u64,
+    /// Timed out.
+    pub timeout: u64,
+    /// TLS errors.
+    pub tls: u64,
+    /// Status other than 2xx.
+    pub status: u64,
+    /// Anything else.
+    pub other: u64,
+    /// Not started: too many connections in flight.
+    pub skipped: u64,
+}
+
+impl Stats {
+    fn of(mut row: Row) -> Self {
+        row.latencies_us.sort_unstable();
+        let f = |k: Failure| row.failures[k as usize];
+        Self {
+            attempts: row.attempts,
+            ok: row.ok,
+            success_rate: if row.attempts == 0 {
+                1.0
+            } else {
+                row.ok as f64 / row.attempts as f64
+            },
+            p50_ms: percentile(&row.latencies_us, 0.50),
+            p99_ms: percentile(&row.latencies_us, 0.99),
+            max_ms: row
+                .latencies_us
+                .last()
+                .map_or(0.0, |&us| f64::from(us) / 1000.0),
+            errors: Errors {
+                refused: f(Failure::Refused),
+                timeout: f(Failure::Timeout),
+                tls: f(Failure::Tls),
+                status: f(Failure::Status),
+                other: f(Failure::Other),
+                skipped: f(Failure::Skipped),
+            },
+        }
+    }
+}
+
+/// Nearest-rank percentile of sorted microseconds, in milliseconds.
+fn percentile(sorted_us: &[u32], q: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return 0.0;
+    }
+    let rank = (q * sorted_us.len() as f64).ceil() as usize;
+    let i = rank.clamp(1, sorted_us.len()) - 1;
+    f64::from(sorted_us[i]) / 1000.0
+}
+
+/// The report of `plan` from what `rec` recorded.
+pub fn build(plan: &Plan, rec: &Recorder, lag: Lag, capacity: Option<Capacity>) -> Report {
+    let countries = plan
+        .countries
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let new = rec.row(i, Kind::New);
+            let ka = rec.row(i, Kind::KeepAlive);
+            let mut all = new.clone();
+            all.attempts += ka.attempts;
+            all.ok += ka.ok;
+            for (a, b) in all.failures.iter_mut().zip(ka.failures) {
+                *a += b;
+            }
+            all.latencies_us.extend_from_slice(&ka.latencies_us);
+            CountryReport {
+                country: c.code.clone(),
+                role: c.role,
+                connections: rec.connections(i),
+                new_connections: Stats::of(new),
+                keepalive: Stats::of(ka),
+                all: Stats::of(all),
+            }
+        })
+        .collect();
+    let a = &plan.args;
+    Report {
+        mode: if capacity.is_some() {
+            "capacity"
+        } else {
+            "surge"
+        },
+        target: plan.target.to_string(),
+        duration_s: plan.duration.as_secs_f64(),
+        window_from_s: plan.window_from.as_secs_f64(),
+        surge_country: a.surge_country.to_ascii_uppercase(),
+        surge_rate: if capacity.is_some() {
+            0.0
+        } else {
+            a.surge_rate
+        },
+        baseline_rate: a.baseline_rate,
+        keepalive_clients: a.keepalive_clients,
+        keepalive_rate: a.keepalive_rate,
+        client_lag: lag,
+        capacity,
+        countries,
+    }
+}
+
+/// The report as a text table.
+pub fn table(r: &Report) -> String {
+    let mut out = String::new();
+    if let Some(c) = &r.capacity {
+        let _ = writeln!(
+            out,
+            "capacity: {:.0} new connections/s (full handshake + GET /), {} ok in {:.1} s, \
+             {} closed-loop clients",
+            c.connections_per_s, c.ok, c.elapsed_s, c.concurrency
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "window: {:.1} s .. {:.1} s (from the surge start to the end; warm-up excluded); \
+             surge {} at {}/s",
+            r.window_from_s, r.duration_s, r.surge_country, r.surge_rate
+        );
+        let _ = writeln!(
+            out,
+            "client lag: {} late starts (> {} ms), max {:.1} ms",
+            r.client_lag.late_starts,
+            super::run::LATE.as_millis(),
+            r.client_lag.max_lag_ms
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{:<7} {:<8} {:<9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>5} {:>6} {:>5} {:>7}",
+        "country",
+        "role",
+        "kind",
+        "attempts",
+        "ok",
+        "success",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "refused",
+        "timeout",
+        "tls",
+        "status",
+        "other",
+        "skipped"
+    );
+    for c in &r.countries {
+        let role = match c.role {
+            Role::Baseline => "baseline",
+            Role::Surge => "surge",
+        };
+        for (kind, s) in [("new", &c.new_connections), ("keepalive", &c.keepalive)] {
+            if s.attempts == 0 && kind == "keepalive" {
+                continue;
+            }
+            let e = &s.errors;
+            let _ = writeln!(
+                out,
+                "{:<7} {:<8} {:<9} {:>8} {:>8} {:>7.2}% {:>8.1} {:>8.1} {:>8.1} {:>7} {:>7} {:>5} {:>6} {:>5} {:>7}",
+                c.country,
+                role,
+                kind,
+                s.attempts,
+                s.ok,
+                s.success_rate * 100.0,
+                s.p50_ms,
+                s.p99_ms,
+                s.max_ms,
+                e.refused,
+                e.timeout,
+                e.tls,
+                e.status,
+                e.other,
+                e.skipped
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<u32> = (1..=100).map(|i| i * 1000).collect();
+        assert_eq!(percentile(&v, 0.5), 50.0);
+        assert_eq!(percentile(&v, 0.99), 99.0);
+        assert_eq!(percentile(&[], 0.99), 0.0);
+        assert_eq!(percentile(&[7000], 0.99), 7.0);
+    }
+
+    #[test]
+    fn stats_count_skips_as_failed_attempts() {
+        let mut row = Row {
+            attempts: 4,
+            ok: 2,
+            latencies_us: vec![3000, 1000],
+            ..Row::default()
+        };
+        row.failures[Failure::Skipped as usize] = 2;
+        let s = Stats::of(row);
+        assert_eq!(s.success_rate, 0.5);
+        assert_eq!((s.p50_ms, s.max_ms, s.errors.skipped), (1.0, 3.0, 2));
+    }
+}
