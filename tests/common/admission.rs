@@ -20,10 +20,24 @@ use super::{Backend, Levee, TlsOpts, client_config_insecure, listener_toml, pool
 /// `admission` (which may open its own `[admission.*]` tables), a TLS listener `tls`
 /// (generated certificate) and a plain listener `plain`, in front of `backend`.
 pub fn start_admission_levee(workers: usize, admission: &str, backend: &Backend) -> Levee {
+    start_with_access_log(workers, admission, backend, false)
+}
+
+/// As [`start_admission_levee`], with the access log on (`levee::access` events).
+pub fn start_logged_admission_levee(workers: usize, admission: &str, backend: &Backend) -> Levee {
+    start_with_access_log(workers, admission, backend, true)
+}
+
+fn start_with_access_log(
+    workers: usize,
+    admission: &str,
+    backend: &Backend,
+    access_log: bool,
+) -> Levee {
     let dir = tempfile::tempdir().unwrap();
     write_loopback_geo(dir.path());
     let toml = format!(
-        "[server]\nworkers = {workers}\nshutdown_timeout = \"2s\"\naccess_log = false\n\n\
+        "[server]\nworkers = {workers}\nshutdown_timeout = \"2s\"\naccess_log = {access_log}\n\n\
          [admin]\nlisten = \"127.0.0.1:0\"\n\n\
          [geo]\ncountry_db = \"countries.mmdb\"\nasn_db = \"asns.mmdb\"\n\n\
          [admission]\n{admission}\n\n{}{}{}",
