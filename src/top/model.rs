@@ -46,6 +46,42 @@ pub struct Stats {
     /// One entry per worker.
     #[serde(deserialize_with = "nullable")]
     pub workers: Vec<WorkerStats>,
+    /// Admission control (only the automatic caps are shown).
+    #[serde(deserialize_with = "nullable")]
+    pub admission: AdmissionInfo,
+}
+
+/// `admission`: what top shows of it.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct AdmissionInfo {
+    /// `[admission] auto` and its caps in force.
+    #[serde(deserialize_with = "nullable")]
+    pub auto: AutoInfo,
+}
+
+/// `admission.auto`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct AutoInfo {
+    /// Countries capped now.
+    #[serde(deserialize_with = "nullable")]
+    pub caps: Vec<AutoCap>,
+}
+
+/// One automatic cap in force.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct AutoCap {
+    /// Country code.
+    #[serde(deserialize_with = "nullable")]
+    pub country: String,
+    /// New connections a second it is held to.
+    #[serde(deserialize_with = "nullable")]
+    pub cap_per_sec: f64,
+    /// Only counted, not enforced.
+    #[serde(deserialize_with = "nullable")]
+    pub dry_run: bool,
 }
 
 /// `config`: which config is serving.

@@ -94,6 +94,15 @@ fn header_lines(model: &Model) -> Vec<Line<'static>> {
     if spiking > 0 {
         first.push(Span::styled(format!("  {spiking} SPIKING"), ALERT));
     }
+    for cap in &s.admission.auto.caps {
+        let verb = if cap.dry_run { "WOULD CAP" } else { "CAPPED" };
+        let text = format!(
+            "  {verb} {} {}/s",
+            cap.country,
+            format::rate(cap.cap_per_sec)
+        );
+        first.push(Span::styled(text, ALERT));
+    }
     if model.error.is_some() {
         first.push(Span::styled("  STALE", ALERT));
     }
