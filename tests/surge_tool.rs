@@ -4,6 +4,11 @@
 //! the JSON has the documented fields, and levee's `/stats` counts exactly as many
 //! connections per country as the tool opened, so the GeoIP-chosen addresses map to the
 //! intended countries.
+//!
+//! Hello mode (the default surge and capacity mode): the surge country's connections reach
+//! the server's first flight, and levee counts each as a handshake that failed (it did the
+//! full handshake's work, then the client reset the connection without its Finished), none
+//! as full; the baseline's stay full handshakes.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -51,6 +56,8 @@ async fn short_surge_reports_every_country_and_matches_levee_counts() {
         "BR",
         "--surge-rate",
         "20",
+        "--surge-mode",
+        "full",
         "--timeout",
         "3s",
     ])
@@ -79,11 +86,13 @@ async fn short_surge_reports_every_country_and_matches_levee_counts() {
     let json: serde_json::Value =
         serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
     assert_eq!(json["mode"], "surge");
+    assert_eq!(json["surge_mode"], "full");
     assert_eq!(json["window_from_s"], 1.0);
     assert_eq!(json["surge_country"], "BR");
     assert!(json["client_lag"]["late_starts"].is_u64());
     for c in json["countries"].as_array().unwrap() {
         assert!(c["role"] == "baseline" || c["role"] == "surge");
+        assert_eq!(c["connection_kind"], "full");
         for kind in ["new_connections", "keepalive", "all"] {
             let s = &c[kind];
             for f in [
@@ -124,4 +133,94 @@ async fn short_surge_reports_every_country_and_matches_levee_counts() {
         country_row(&doc, "ZZ").is_none_or(|row| row["connections"] == 0),
         "{doc:#}"
     );
+}
+
+fn handshakes(doc: &serde_json::Value, code: &str, kind: &str) -> Option<u64> {
+    country_row(doc, code).and_then(|row| row["tls_handshakes"][kind].as_u64())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_surge_reaches_the_server_flight_and_levee_counts_it() {
+    let levee = start();
+    let target = levee.addr("surge").to_string();
+    let args = SurgeArgs::try_parse_from([
+        "surge",
+        "--target",
+        &target,
+        "--duration",
+        "2s",
+        "--surge-after",
+        "1s",
+        "--baseline",
+        "DE",
+        "--baseline-rate",
+        "8",
+        "--keepalive-rate",
+        "0",
+        "--surge-country",
+        "BR",
+        "--surge-rate",
+        "100",
+        "--timeout",
+        "3s",
+    ])
+    .unwrap();
+    let r = levee::surge::run(&args).await.unwrap();
+    assert_eq!(r.surge_mode, "hello");
+    let (de, br) = (&r.countries[0], &r.countries[1]);
+    assert_eq!((de.country.as_str(), de.connection_kind), ("DE", "full"));
+    assert_eq!((br.country.as_str(), br.connection_kind), ("BR", "hello"));
+    let s = &br.new_connections;
+    assert!(s.ok > 0, "{s:?}");
+    assert_eq!(s.ok, s.attempts, "{s:?}");
+    assert!(s.p99_ms > 0.0 && s.p99_ms < 3000.0, "{s:?}");
+    assert_eq!(br.connections, s.ok, "no warm-up surge connections");
+    assert!(de.new_connections.ok > 0, "{:?}", de.new_connections);
+    let table = report::table(&r);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("BR") && l.contains("hello")),
+        "{table}"
+    );
+
+    // Each surge connection cost levee a full handshake's work, then the client reset it
+    // before its Finished: a failed handshake for BR, never a full one. DE's are full.
+    let (n_br, n_de) = (br.connections, de.connections);
+    let doc = wait_stats(&levee, None, |doc| {
+        handshakes(doc, "BR", "failed") == Some(n_br) && handshakes(doc, "DE", "full") == Some(n_de)
+    })
+    .await;
+    assert_eq!(handshakes(&doc, "BR", "full"), Some(0), "{doc:#}");
+    assert_eq!(
+        country_row(&doc, "BR").and_then(|row| row["connections"].as_u64()),
+        Some(n_br)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_capacity_counts_server_flights() {
+    let levee = start();
+    let target = levee.addr("surge").to_string();
+    let args = SurgeArgs::try_parse_from([
+        "surge",
+        "--target",
+        &target,
+        "--capacity",
+        "--duration",
+        "1s",
+        "--concurrency",
+        "4",
+        "--baseline",
+        "DE,JP",
+    ])
+    .unwrap();
+    let r = levee::surge::run(&args).await.unwrap();
+    let cap = r.capacity.as_ref().unwrap();
+    assert_eq!(cap.kind, "hello");
+    assert!(cap.ok > 0 && cap.connections_per_s > 0.0, "{cap:?}");
+    assert!(r.countries.iter().all(|c| c.connection_kind == "hello"));
+    let table = report::table(&r);
+    assert!(table.contains("server first flights/s"), "{table}");
+    assert!(table.contains("full-handshake capacity"), "{table}");
 }

@@ -4,8 +4,15 @@
 #
 # Everything runs on this machine over loopback. levee (1 worker) is pinned to LEVEE_CPU;
 # the load tool (`levee bench surge --threads 1`) and the demo backends (`levee bench
-# backends`, hidden subcommand) are pinned to TOOL_CPU. Steps:
-#   1. capacity: closed-loop new connections (full handshake + GET /), admission off;
+# backends`, hidden subcommand) are pinned to TOOL_CPU. The capacity run and the surge use
+# hello-mode connections (`--capacity-mode hello`, `--surge-mode hello`): PROXY header and a
+# pre-built TLS 1.3 ClientHello, read until levee's first flight (by then levee has done a full
+# handshake's key exchange and signature), reset. The client does no cryptography, so it can
+# offer far more than levee's capacity from one core; levee counts these handshakes as failed.
+# The baseline countries always make full connections (handshake + GET /) and keep-alive
+# requests. Steps:
+#   1. capacity: closed-loop hello connections (levee's full-handshake capacity, server
+#      side), admission off;
 #   2. no surge, admission off (the reference p99 of the baseline countries);
 #   3. surge at SURGE_FACTOR x capacity, admission off (the contrast);
 #   4. no surge, admission on;
@@ -20,11 +27,14 @@
 # KEEPALIVE_RATE (10), CONCURRENCY (64), LEVEE_CPU (0), TOOL_CPU (1), PORT_BASE (19400:
 # listener PORT_BASE, admin +1, backends +2..+4), ADMISSION_ON (the [admission] block),
 # CAPACITY (conn/s: skip step 1), CAPACITY_FROM (measured, the default; cpu: when levee used
-# < 90% of its core in step 1, extrapolate the capacity to 100% of the core).
+# < 90% of its core in step 1, extrapolate the capacity to 100% of the core), CAPACITY_MODE
+# and SURGE_MODE (hello, the default, or full: full handshake + GET /, client-bound on a
+# small machine).
 #
-# Limits: the tool and levee share a 2-core machine and each new connection costs the
-# client a handshake too, so the offered surge may fall short of SURGE_FACTOR x capacity;
-# the summary prints the client lag (starts behind schedule) of each run to show it.
+# Limits: the tool and levee share a 2-core machine; the tool's core also runs the backends
+# and the baseline's full handshakes, so the offered surge may still fall short of
+# SURGE_FACTOR x capacity: the summary prints the client lag (starts behind schedule) of each
+# run, and levee's CPU share, to show who was the limit.
 set -euo pipefail
 
 # The [admission] block of the "admission on" runs (per worker; levee runs 1 worker).
@@ -45,6 +55,8 @@ CONCURRENCY="${CONCURRENCY:-64}"
 LEVEE_CPU="${LEVEE_CPU:-0}"
 TOOL_CPU="${TOOL_CPU:-1}"
 PORT_BASE="${PORT_BASE:-19400}"
+CAPACITY_MODE="${CAPACITY_MODE:-hello}"
+SURGE_MODE="${SURGE_MODE:-hello}"
 
 for n in DURATION CAP_DURATION SURGE_AFTER BASELINE_RATE KEEPALIVE_CLIENTS KEEPALIVE_RATE \
   CONCURRENCY PORT_BASE; do
@@ -54,6 +66,9 @@ done
 [[ "${CAPACITY:-0}" =~ ^[0-9]+$ && "$SURGE_FACTOR" =~ ^[0-9]+$ ]] ||
   { echo "run.sh: CAPACITY and SURGE_FACTOR must be whole numbers" >&2; exit 1; }
 (( SURGE_AFTER < DURATION )) || { echo "run.sh: SURGE_AFTER must be below DURATION" >&2; exit 1; }
+for n in CAPACITY_MODE SURGE_MODE; do
+  [[ "${!n}" == hello || "${!n}" == full ]] || { echo "run.sh: $n must be hello or full" >&2; exit 1; }
+done
 command -v jq >/dev/null || { echo "run.sh: jq is needed for the summary" >&2; exit 1; }
 command -v taskset >/dev/null || { echo "run.sh: taskset is needed (util-linux)" >&2; exit 1; }
 
@@ -150,17 +165,18 @@ surge() { # NAME ARGS...: one tool run pinned to TOOL_CPU, JSON to $out/NAME.jso
   echo "levee CPU: $(cat "$out/$name.cpu")% of one core"
 }
 
-open_loop=(--duration "${DURATION}s" --surge-after "${SURGE_AFTER}s")
+open_loop=(--duration "${DURATION}s" --surge-after "${SURGE_AFTER}s" --surge-mode "$SURGE_MODE")
 
 start_levee ""
 if [ -n "${CAPACITY:-}" ]; then
   capacity="$CAPACITY" measured="given" levee_busy="-"
 else
-  surge capacity --capacity --duration "${CAP_DURATION}s" --concurrency "$CONCURRENCY"
+  surge capacity --capacity --capacity-mode "$CAPACITY_MODE" --duration "${CAP_DURATION}s" \
+    --concurrency "$CONCURRENCY"
   measured="$(jq -r '.capacity.connections_per_s | floor' "$out/capacity.json")"
   levee_busy="$(cat "$out/capacity.cpu")"
-  # levee well below one full core means something else was the limit (the client's own
-  # handshakes, or other load on the machine). CAPACITY_FROM=cpu extrapolates to 100% of the
+  # levee well below one full core means something else was the limit (the client: its own
+  # handshakes with CAPACITY_MODE=full; or other load on the machine). CAPACITY_FROM=cpu extrapolates to 100% of the
   # core (handshakes are CPU-bound, about linear); meaningful on an otherwise idle machine.
   capacity="$measured"
   if (( levee_busy > 0 && levee_busy < 90 )); then
@@ -172,7 +188,7 @@ else
   fi
 fi
 surge_rate="$(( capacity * SURGE_FACTOR ))"
-echo "capacity ${capacity} conn/s (measured ${measured}, levee CPU ${levee_busy}%) -> surge ${surge_rate} conn/s from $SURGE_COUNTRY"
+echo "capacity ${capacity} conn/s ($CAPACITY_MODE; measured ${measured}, levee CPU ${levee_busy}%) -> surge ${surge_rate} conn/s ($SURGE_MODE) from $SURGE_COUNTRY"
 surge nosurge-off "${open_loop[@]}" --surge-rate 0
 surge surge-off "${open_loop[@]}" --surge-rate "$surge_rate"
 stop_levee off
@@ -186,13 +202,14 @@ stop_levee on
 # (admission off); PASS when the admission-on surge run meets the target.
 {
   echo
-  echo "capacity: $capacity new connections/s (1 worker; measured $measured with levee at ${levee_busy}% of one core); surge: $surge_rate/s from $SURGE_COUNTRY"
+  echo "capacity: $capacity new connections/s (1 worker; $CAPACITY_MODE mode; measured $measured with levee at ${levee_busy}% of one core); surge: $surge_rate/s from $SURGE_COUNTRY ($SURGE_MODE mode)"
   echo "window: ${SURGE_AFTER}s..${DURATION}s of each run; 'new' = new connections, 'ka' = keep-alive requests"
   for run in nosurge-off surge-off nosurge-on surge-on; do
     jq -r --arg run "$run" --arg cpu "$(cat "$out/$run.cpu")" \
       '"\($run): levee CPU \($cpu)%; client lag \(.client_lag.late_starts) late starts, max \(.client_lag.max_lag_ms) ms; " +
        "surge country \(.surge_country): " +
-       ((.countries[] | select(.role == "surge") | "\(.new_connections.ok)/\(.new_connections.attempts) ok") // "-")' \
+       ((.countries[] | select(.role == "surge")
+         | "\(.new_connections.ok)/\(.new_connections.attempts) ok (\(.connection_kind)), p99 \(.new_connections.p99_ms) ms") // "-")' \
       "$out/$run.json"
   done
   printf '%-8s %-12s %9s %10s %10s %9s %9s\n' country run success new_p99_ms ka_p99_ms new_x ka_x

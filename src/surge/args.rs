@@ -42,6 +42,12 @@ pub struct SurgeArgs {
     /// New connections per second of the surge (0: no surge).
     #[arg(long, default_value_t = 0.0)]
     pub surge_rate: f64,
+    /// How surge connections are made. `hello` (the default): PROXY header and a pre-built
+    /// TLS 1.3 ClientHello, read until the server's first flight (the server has then done a
+    /// full handshake's work), reset; the client does no cryptography, so it can offer many
+    /// thousands per second. `full`: full handshake and `GET /`, like the baseline.
+    #[arg(long, default_value = "hello", value_parser = ["hello", "full"])]
+    pub surge_mode: String,
     /// When the surge starts: before it, baseline only (warm-up). Every country's figures
     /// are taken from this moment to the end (the surge window), with or without a surge.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
@@ -66,9 +72,15 @@ pub struct SurgeArgs {
     #[arg(long, value_name = "FILE")]
     pub json_out: Option<PathBuf>,
     /// Measure capacity instead: `--concurrency` closed-loop clients doing new connections
-    /// (full handshake, `GET /`) back to back for `--duration`; prints connections/s.
+    /// back to back for `--duration`; prints connections/s (see `--capacity-mode`).
     #[arg(long)]
     pub capacity: bool,
+    /// The capacity run's connections. `hello` (the default): ClientHello to server first
+    /// flight, as `--surge-mode hello`; it measures the server's full-handshake capacity,
+    /// the client doing no cryptography. `full`: full handshake and `GET /` (bounded by the
+    /// client's own handshakes on a small machine).
+    #[arg(long, default_value = "hello", value_parser = ["hello", "full"])]
+    pub capacity_mode: String,
     /// Closed-loop clients of `--capacity`.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,

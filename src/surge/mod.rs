@@ -22,19 +22,40 @@
 //! back to back, which measures the connections (full handshakes) per second the server
 //! completes, the "capacity" a surge is sized against.
 //!
-//! What it cannot do: on a small machine the client shares the CPU with levee, and each new
-//! connection costs the client a TLS handshake too (key exchange, signature check). The
-//! offered rate is limited by the client's own cores: when it cannot keep up, starts fall
-//! behind schedule (`client_lag` in the report) and a "3x" surge offers less than 3x. Pin the
-//! tool and levee to different cores (`--threads 1` and `taskset`) and check the lag.
+//! **Hello mode** (`--surge-mode hello` and `--capacity-mode hello`, the defaults; see
+//! [`hello`]). A full client handshake costs the client about what it costs the server (key
+//! exchange, certificate signature check), so on a small machine the tool, not levee, set
+//! the limit: a "capacity" run measured the client, and a surge of 3x that could not be
+//! offered. But a TLS 1.3 server does all of its expensive work (ephemeral key exchange,
+//! CertificateVerify signature) as soon as it has the ClientHello, in its first flight. A
+//! hello-mode connection therefore sends the PROXY header and a pre-built ClientHello (a pool
+//! of [`hello::POOL`], sent in turn: without early data a server cannot tell a replay),
+//! reads until the server's first flight has arrived, and resets the connection: the
+//! server did a full handshake's work, the client a few system calls and no cryptography,
+//! so one client core offers many thousands per second. Success = the flight arrived;
+//! latency = connect to the flight. What it does not measure: the rest of the visit (the
+//! client's Finished, the request, the backend), and levee counts these handshakes as
+//! *failed* (the client never finishes), not full. So hello mode is for the surge (the
+//! load) and the capacity run (the server's handshake capacity, the denominator of "3x");
+//! the baseline countries always make full connections and keep-alive requests, which is
+//! what the report's verdict is about. The report marks hello-mode rows with kind `hello`.
+//!
+//! What it cannot do: the client shares the machine with levee. In `full` mode each new
+//! connection costs the client a TLS handshake, so the offered rate is limited by the
+//! client's own cores; in hello mode by its system calls, much later. When it cannot keep
+//! up, starts fall behind schedule (`client_lag` in the report) and a "3x" surge offers less
+//! than 3x. Pin the tool and levee to different cores (`--threads 1` and `taskset`) and
+//! check the lag.
 //!
 //! Bounded: `--duration` at most 600 s, each attempt within `--timeout`, arrivals per run
 //! capped, target a loopback address only.
 //!
 //! - [`args`]: the command line; [`plan`]: its checks and the arrival schedule.
 //! - [`addresses`]: client addresses per country from the bundled GeoIP database.
-//! - [`tls`]: client TLS settings (no resumption; `--ca` or any certificate, bench only).
+//! - [`tls`]: client TLS settings (no resumption; `--ca` or any certificate, bench only;
+//!   TLS 1.3 only for the hello pool).
 //! - [`client`]: one connection and one new-connection attempt.
+//! - [`hello`]: hello-mode attempts, the ClientHello pool, reading the server's flight.
 //! - [`keepalive`]: a keep-alive client.
 //! - [`run`]: the open-loop and closed-loop runs; [`record`]: what they record.
 //! - [`report`]: the report, table and JSON.
@@ -44,6 +65,7 @@ pub mod addresses;
 pub mod args;
 pub mod backends;
 pub mod client;
+pub mod hello;
 pub mod keepalive;
 pub mod plan;
 pub mod record;
@@ -99,7 +121,12 @@ async fn run_plan(plan: Plan) -> anyhow::Result<Report> {
         sni: plan.sni.clone(),
         tls: tls::client_config(plan.ca.as_deref())?,
     };
-    let ctx = Arc::new(run::Ctx::new(&plan, target, addrs));
+    let hello = if plan.hello {
+        Some(run::HelloKit::build(&target, &addrs)?)
+    } else {
+        None
+    };
+    let ctx = Arc::new(run::Ctx::new(&plan, target, addrs, hello));
     let capacity = match plan.capacity {
         Some(concurrency) => {
             let elapsed = run::closed_loop(&plan, Arc::clone(&ctx), concurrency).await;
@@ -108,6 +135,7 @@ async fn run_plan(plan: Plan) -> anyhow::Result<Report> {
                 .sum();
             let secs = elapsed.as_secs_f64().max(1e-9);
             Some(report::Capacity {
+                kind: if plan.capacity_hello { "hello" } else { "full" },
                 concurrency,
                 ok,
                 elapsed_s: secs,

@@ -42,6 +42,9 @@ pub struct CountryPlan {
     pub role: Role,
     /// Keep-alive clients.
     pub keepalive_clients: usize,
+    /// Its new connections are hello-mode ones ([`super::hello`]): the surge country with
+    /// `--surge-mode hello`, every country with `--capacity --capacity-mode hello`.
+    pub hello: bool,
 }
 
 /// A stream of new-connection arrivals from one country.
@@ -55,6 +58,8 @@ pub struct Stream {
     pub from: Duration,
     /// The surge stream (its connections come out of the surge's share of slots).
     pub surge: bool,
+    /// Hello-mode connections ([`super::hello`]) rather than full ones.
+    pub hello: bool,
 }
 
 /// A checked run: every option within its bound.
@@ -89,6 +94,10 @@ pub struct Plan {
     pub seed: u64,
     /// `Some(concurrency)`: capacity mode.
     pub capacity: Option<usize>,
+    /// Capacity mode with hello-mode connections.
+    pub capacity_hello: bool,
+    /// Some connections of the run are hello-mode ones (the ClientHello pool is needed).
+    pub hello: bool,
     /// Client runtime threads.
     pub threads: usize,
     /// Echo of the options, for the report.
@@ -141,7 +150,14 @@ impl Plan {
         } else {
             None
         };
-        let (countries, streams) = countries(args)?;
+        let (mut countries, streams) = countries(args)?;
+        let capacity_hello = capacity.is_some() && args.capacity_mode == "hello";
+        if capacity_hello {
+            for c in &mut countries {
+                c.hello = true;
+            }
+        }
+        let hello = capacity_hello || streams.iter().any(|s| s.hello);
         let keepalive: usize = countries.iter().map(|c| c.keepalive_clients).sum();
         if capacity.is_none() && keepalive >= args.max_in_flight {
             bail!(
@@ -190,6 +206,8 @@ impl Plan {
             poisson: args.arrivals == "poisson",
             seed: args.seed,
             capacity,
+            capacity_hello,
+            hello,
             threads: args.threads,
             args: args.clone(),
         })
@@ -232,6 +250,7 @@ fn countries(args: &SurgeArgs) -> anyhow::Result<(Vec<CountryPlan>, Vec<Stream>)
                 rate: args.baseline_rate,
                 from: Duration::ZERO,
                 surge: false,
+                hello: false,
             });
         }
         let role = if c == surge && args.surge_rate > 0.0 {
@@ -247,19 +266,27 @@ fn countries(args: &SurgeArgs) -> anyhow::Result<(Vec<CountryPlan>, Vec<Stream>)
             } else {
                 0
             },
+            hello: false,
         });
     }
     if countries.is_empty() {
         bail!("--baseline: at least one country");
     }
     if args.surge_rate > 0.0 && !args.capacity {
+        let hello = args.surge_mode == "hello";
         let i = match countries.iter().position(|p| p.code == surge) {
+            Some(_) if hello => bail!(
+                "--surge-mode hello: the surge country {surge} is also a baseline country, \
+                 whose full connections would share its report row with the hello ones; pick \
+                 another surge country or --surge-mode full"
+            ),
             Some(i) => i,
             None => {
                 countries.push(CountryPlan {
                     code: surge,
                     role: Role::Surge,
                     keepalive_clients: 0,
+                    hello,
                 });
                 countries.len() - 1
             }
@@ -269,6 +296,7 @@ fn countries(args: &SurgeArgs) -> anyhow::Result<(Vec<CountryPlan>, Vec<Stream>)
             rate: args.surge_rate,
             from: args.surge_after,
             surge: true,
+            hello,
         });
     }
     Ok((countries, streams))
@@ -355,12 +383,39 @@ mod tests {
         assert_eq!((br.code.as_str(), br.role), ("BR", Role::Surge));
         let s = p.streams.last().unwrap();
         assert_eq!(
-            (s.rate, s.from, s.surge),
-            (300.0, Duration::from_secs(5), true)
+            (s.rate, s.from, s.surge, s.hello),
+            (300.0, Duration::from_secs(5), true, true)
         );
+        assert!(br.hello && p.hello && !p.countries[0].hello);
+        assert!(p.streams.iter().filter(|s| !s.surge).all(|s| !s.hello));
         // 8 keep-alive clients, 40 baseline connections/s for a 5 s timeout, 16 spare.
         assert_eq!(p.baseline_slots, 8 + 200 + 16);
         assert_eq!(args(&[]).unwrap().baseline_slots, 4000);
+        assert!(!args(&[]).unwrap().hello);
+    }
+
+    #[test]
+    fn modes() {
+        let full = args(&["--surge-rate", "300", "--surge-mode", "full"]).unwrap();
+        assert!(!full.hello && !full.countries[4].hello && !full.streams[4].hello);
+        // A hello surge from a baseline country would mix kinds in its row.
+        let e = args(&["--surge-rate", "300", "--surge-country", "DE"]).unwrap_err();
+        assert!(e.to_string().contains("--surge-mode"), "{e}");
+        assert!(
+            args(&[
+                "--surge-rate",
+                "3",
+                "--surge-country",
+                "DE",
+                "--surge-mode",
+                "full"
+            ])
+            .is_ok()
+        );
+        let cap = args(&["--capacity"]).unwrap();
+        assert!(cap.capacity_hello && cap.hello && cap.countries.iter().all(|c| c.hello));
+        let cap = args(&["--capacity", "--capacity-mode", "full"]).unwrap();
+        assert!(!cap.capacity_hello && !cap.hello && cap.countries.iter().all(|c| !c.hello));
     }
 
     #[test]
@@ -382,6 +437,7 @@ mod tests {
             rate: 200.0,
             from: Duration::from_secs(1),
             surge: false,
+            hello: false,
         };
         for poisson in [true, false] {
             let v: Vec<_> = Arrivals::new(&s, poisson, Duration::from_secs(11), 7).collect();

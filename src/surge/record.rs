@@ -30,7 +30,8 @@ pub const FAILURES: usize = 6;
 /// The two kinds of client traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// A new connection: full handshake, `GET /`, close.
+    /// A new connection: full handshake, `GET /`, close; or, in hello mode, ClientHello to
+    /// the server's first flight ([`super::hello`]).
     New = 0,
     /// A request of a keep-alive client (reconnecting first when its connection closed).
     KeepAlive = 1,

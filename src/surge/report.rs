@@ -1,6 +1,8 @@
 //! The report: per country and traffic kind, arrivals, successes, success rate, p50/p99/max
 //! latency of the successes and failures by kind, over the window (the surge phase: from
-//! `--surge-after` to the end); as a table or as JSON.
+//! `--surge-after` to the end); as a table or as JSON. A country whose new connections are
+//! hello-mode ones ([`super::hello`]: ClientHello to server first flight) says so: kind
+//! `hello` in the table, `connection_kind` in the JSON.
 
 use std::fmt::Write as _;
 
@@ -25,6 +27,8 @@ pub struct Report {
     pub surge_country: String,
     /// New connections per second of the surge.
     pub surge_rate: f64,
+    /// The surge's connections: `hello` (ClientHello to server first flight) or `full`.
+    pub surge_mode: &'static str,
     /// New connections per second of each baseline country.
     pub baseline_rate: f64,
     /// Keep-alive clients per baseline country and requests per second of each.
@@ -42,13 +46,16 @@ pub struct Report {
 /// The closed-loop result.
 #[derive(Debug, Clone, Serialize)]
 pub struct Capacity {
+    /// The connections: `hello` (ClientHello to the server's first flight: the server's
+    /// full-handshake capacity) or `full` (full handshake and `GET /`).
+    pub kind: &'static str,
     /// Closed-loop clients.
     pub concurrency: usize,
-    /// Successful new connections (full handshake and `GET /`).
+    /// Successful new connections (server first flights in hello mode).
     pub ok: u64,
     /// Wall time until the last attempt finished, seconds.
     pub elapsed_s: f64,
-    /// `ok / elapsed_s`: full handshakes per second.
+    /// `ok / elapsed_s`: full handshakes per second (server side in hello mode).
     pub connections_per_s: f64,
 }
 
@@ -59,6 +66,9 @@ pub struct CountryReport {
     pub country: String,
     /// `baseline` or `surge`.
     pub role: Role,
+    /// Its new connections: `full` (full handshake, `GET /`) or `hello` (ClientHello to the
+    /// server's first flight; latency up to the flight).
+    pub connection_kind: &'static str,
     /// Connections opened over the whole run, warm-up included (levee should count as many
     /// for this country).
     pub connections: u64,
@@ -165,6 +175,7 @@ pub fn build(plan: &Plan, rec: &Recorder, lag: Lag, capacity: Option<Capacity>) 
             CountryReport {
                 country: c.code.clone(),
                 role: c.role,
+                connection_kind: if c.hello { "hello" } else { "full" },
                 connections: rec.connections(i),
                 new_connections: Stats::of(new),
                 keepalive: Stats::of(ka),
@@ -188,6 +199,11 @@ pub fn build(plan: &Plan, rec: &Recorder, lag: Lag, capacity: Option<Capacity>) 
         } else {
             a.surge_rate
         },
+        surge_mode: if a.surge_mode == "hello" {
+            "hello"
+        } else {
+            "full"
+        },
         baseline_rate: a.baseline_rate,
         keepalive_clients: a.keepalive_clients,
         keepalive_rate: a.keepalive_rate,
@@ -201,18 +217,33 @@ pub fn build(plan: &Plan, rec: &Recorder, lag: Lag, capacity: Option<Capacity>) 
 pub fn table(r: &Report) -> String {
     let mut out = String::new();
     if let Some(c) = &r.capacity {
-        let _ = writeln!(
-            out,
-            "capacity: {:.0} new connections/s (full handshake + GET /), {} ok in {:.1} s, \
-             {} closed-loop clients",
-            c.connections_per_s, c.ok, c.elapsed_s, c.concurrency
-        );
+        if c.kind == "hello" {
+            let _ = writeln!(
+                out,
+                "capacity: {:.0} server first flights/s (hello: ClientHello to the server's \
+                 first flight), {} ok in {:.1} s, {} closed-loop clients",
+                c.connections_per_s, c.ok, c.elapsed_s, c.concurrency
+            );
+            let _ = writeln!(
+                out,
+                "hint: this is the server's full-handshake capacity (its key exchange and \
+                 signature per connection; the client does no cryptography). If the server \
+                 was not near 100% of its CPU, the client or the machine was the limit."
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "capacity: {:.0} new connections/s (full handshake + GET /), {} ok in {:.1} s, \
+                 {} closed-loop clients",
+                c.connections_per_s, c.ok, c.elapsed_s, c.concurrency
+            );
+        }
     } else {
         let _ = writeln!(
             out,
             "window: {:.1} s .. {:.1} s (from the surge start to the end; warm-up excluded); \
-             surge {} at {}/s",
-            r.window_from_s, r.duration_s, r.surge_country, r.surge_rate
+             surge {} at {}/s ({})",
+            r.window_from_s, r.duration_s, r.surge_country, r.surge_rate, r.surge_mode
         );
         let _ = writeln!(
             out,
@@ -246,7 +277,12 @@ pub fn table(r: &Report) -> String {
             Role::Baseline => "baseline",
             Role::Surge => "surge",
         };
-        for (kind, s) in [("new", &c.new_connections), ("keepalive", &c.keepalive)] {
+        let new = if c.connection_kind == "hello" {
+            "hello"
+        } else {
+            "new"
+        };
+        for (kind, s) in [(new, &c.new_connections), ("keepalive", &c.keepalive)] {
             if s.attempts == 0 && kind == "keepalive" {
                 continue;
             }

@@ -1,5 +1,7 @@
 //! Running a plan: the open-loop run (new-connection arrivals on their own schedule, however
-//! slow the server, plus keep-alive clients) and the closed-loop capacity run.
+//! slow the server, plus keep-alive clients) and the closed-loop capacity run. A new
+//! connection is a full one ([`client::attempt`]) or, for the streams and runs that ask for
+//! it, a hello-mode one ([`hello::attempt`]).
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
@@ -10,10 +12,12 @@ use anyhow::Context;
 use tokio::sync::Semaphore;
 
 use super::client::{self, Target};
+use super::hello::{self, Hellos};
 use super::keepalive;
 use super::plan::{Arrivals, MAX_ATTEMPTS, Plan, Stream};
 use super::record::{Failure, Kind, Recorder};
 use crate::demo::traffic::Rng;
+use crate::net::proxy_protocol::encode_v2;
 
 /// A start later than this behind its schedule counts as late (the client is the bottleneck).
 pub const LATE: Duration = Duration::from_millis(10);
@@ -35,11 +39,56 @@ pub struct Ctx {
     pub timeout: Duration,
     /// Client addresses per country (index as in the plan).
     pub addrs: Vec<Vec<Ipv4Addr>>,
+    /// Hello mode: the ClientHellos and the PROXY headers, when the plan has hello-mode
+    /// connections.
+    pub hello: Option<HelloKit>,
     /// Connection slots: the baseline's, then the surge's.
     slots: [Arc<Semaphore>; 2],
     sizes: [usize; 2],
     late: AtomicU64,
     max_lag_us: AtomicU64,
+}
+
+/// What hello-mode connections send, built once before the run: a pool of ClientHellos and,
+/// per country, one PROXY v2 header per client address (each with a fixed source port).
+#[derive(Debug)]
+pub struct HelloKit {
+    /// The ClientHellos, sent in turn.
+    pub hellos: Hellos,
+    /// PROXY v2 headers per country (index as in the plan), one per address of
+    /// [`Ctx::addrs`].
+    pub headers: Vec<Vec<Box<[u8]>>>,
+}
+
+impl HelloKit {
+    /// The pool of [`hello::POOL`] ClientHellos for `target` and the headers of every
+    /// address of `addrs`.
+    pub fn build(target: &Target, addrs: &[Vec<Ipv4Addr>]) -> anyhow::Result<Self> {
+        let config = super::tls::hello_config()?;
+        let hellos = Hellos::build(&config, &target.sni, hello::POOL)?;
+        let headers = addrs
+            .iter()
+            .map(|ips| {
+                ips.iter()
+                    .enumerate()
+                    .map(|(i, ip)| {
+                        let port = 1024 + u16::try_from(i * 7919 % 64_000).unwrap_or(0);
+                        let client = SocketAddr::V4(SocketAddrV4::new(*ip, port));
+                        encode_v2(client, target.addr).into_boxed_slice()
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok(Self { hellos, headers })
+    }
+}
+
+/// Who a new connection claims to be: a full connection's client address, or the index of
+/// a hello-mode connection's pre-built PROXY header.
+#[derive(Debug, Clone, Copy)]
+enum Visitor {
+    Full(SocketAddr),
+    Hello(usize),
 }
 
 /// How far behind schedule the client fell (open loop).
@@ -52,8 +101,14 @@ pub struct Lag {
 }
 
 impl Ctx {
-    /// The shared state of a run starting now.
-    pub fn new(plan: &Plan, target: Target, addrs: Vec<Vec<Ipv4Addr>>) -> Self {
+    /// The shared state of a run starting now; `hello` when the plan has hello-mode
+    /// connections.
+    pub fn new(
+        plan: &Plan,
+        target: Target,
+        addrs: Vec<Vec<Ipv4Addr>>,
+        hello: Option<HelloKit>,
+    ) -> Self {
         let start = Instant::now();
         Self {
             target,
@@ -62,6 +117,7 @@ impl Ctx {
             end: start + plan.duration,
             timeout: plan.timeout,
             addrs,
+            hello,
             slots: [
                 Arc::new(Semaphore::new(plan.baseline_slots)),
                 Arc::new(Semaphore::new(plan.max_in_flight - plan.baseline_slots)),
@@ -84,6 +140,44 @@ impl Ctx {
             .unwrap_or(Ipv4Addr::new(192, 0, 2, 1));
         let port = 1024 + u16::try_from(rng.below(64_000)).unwrap_or(0);
         SocketAddr::V4(SocketAddrV4::new(ip, port))
+    }
+
+    /// Who the next new connection of `country` claims to be: a random address (and, for a
+    /// full connection, a random source port).
+    fn visitor(&self, country: usize, hello: bool, rng: &mut Rng) -> Visitor {
+        if hello {
+            let n = self.addrs.get(country).map_or(0, Vec::len);
+            Visitor::Hello(rng.below(n))
+        } else {
+            Visitor::Full(self.client(country, rng))
+        }
+    }
+
+    /// A new-connection attempt of `country` as `visitor`: its latency or why it failed.
+    async fn attempt(&self, country: usize, visitor: Visitor) -> Result<Duration, Failure> {
+        match visitor {
+            Visitor::Full(client) => {
+                client::attempt(&self.target, client, &self.rec, country, self.timeout).await
+            }
+            Visitor::Hello(i) => {
+                let kit = self.hello.as_ref().ok_or(Failure::Other)?;
+                let header = kit
+                    .headers
+                    .get(country)
+                    .and_then(|h| h.get(i))
+                    .ok_or(Failure::Other)?;
+                let hello = kit.hellos.next();
+                hello::attempt(
+                    self.target.addr,
+                    header,
+                    hello,
+                    &self.rec,
+                    country,
+                    self.timeout,
+                )
+                .await
+            }
+        }
     }
 
     fn note_lag(&self, lag: Duration) {
@@ -161,10 +255,10 @@ async fn stream(ctx: Arc<Ctx>, s: Stream, poisson: bool, until: Duration, seed: 
                 .record(s.country, Kind::New, at, Err(Failure::Skipped));
             continue;
         };
-        let client = ctx.client(s.country, &mut rng);
+        let visitor = ctx.visitor(s.country, s.hello, &mut rng);
         let ctx = Arc::clone(&ctx);
         tokio::spawn(async move {
-            let r = client::attempt(&ctx.target, client, &ctx.rec, s.country, ctx.timeout).await;
+            let r = ctx.attempt(s.country, visitor).await;
             drop(permit);
             ctx.rec.record(s.country, Kind::New, at, r);
         });
@@ -172,11 +266,12 @@ async fn stream(ctx: Arc<Ctx>, s: Stream, poisson: bool, until: Duration, seed: 
 }
 
 /// The closed-loop capacity run: `concurrency` clients, each doing new-connection attempts
-/// back to back (countries in turn) until the end; returns the wall time until the last
-/// one finished.
+/// (hello-mode ones with `--capacity-mode hello`) back to back (countries in turn) until the
+/// end; returns the wall time until the last one finished.
 pub async fn closed_loop(plan: &Plan, ctx: Arc<Ctx>, concurrency: usize) -> Duration {
     let countries = plan.countries.len().max(1);
     let per_client = (MAX_ATTEMPTS as usize) / concurrency.max(1);
+    let hello = plan.capacity_hello;
     let mut tasks = Vec::with_capacity(concurrency);
     for w in 0..concurrency {
         let ctx = Arc::clone(&ctx);
@@ -188,8 +283,8 @@ pub async fn closed_loop(plan: &Plan, ctx: Arc<Ctx>, concurrency: usize) -> Dura
                     break;
                 }
                 let country = (w + n) % countries;
-                let client = ctx.client(country, &mut rng);
-                let r = client::attempt(&ctx.target, client, &ctx.rec, country, ctx.timeout).await;
+                let visitor = ctx.visitor(country, hello, &mut rng);
+                let r = ctx.attempt(country, visitor).await;
                 ctx.rec.record(country, Kind::New, now - ctx.start, r);
             }
         }));

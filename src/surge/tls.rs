@@ -4,6 +4,9 @@
 //! "Any certificate" is for benchmarking a loopback levee with a generated certificate
 //! only: the server is not authenticated. Handshake signatures are still checked with the
 //! provider's algorithms, so the client does the same work as a real one.
+//!
+//! [`hello_config`] is the hello mode's ([`super::hello`]): TLS 1.3 only, the same ALPN and
+//! no resumption; it only ever writes ClientHellos, so it verifies nothing.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,9 +22,22 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 /// Client config trusting the certificates of `ca` (PEM), or any certificate without it;
 /// resumption disabled.
 pub fn client_config(ca: Option<&Path>) -> anyhow::Result<Arc<ClientConfig>> {
+    config(ca, rustls::DEFAULT_VERSIONS)
+}
+
+/// The hello mode's client config: TLS 1.3 only (its server does the whole handshake's work
+/// in its first flight), ALPN `http/1.1`, resumption disabled, any certificate.
+pub fn hello_config() -> anyhow::Result<Arc<ClientConfig>> {
+    config(None, &[&rustls::version::TLS13])
+}
+
+fn config(
+    ca: Option<&Path>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> anyhow::Result<Arc<ClientConfig>> {
     let provider = crate::tls::provider();
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
-        .with_safe_default_protocol_versions()?;
+        .with_protocol_versions(versions)?;
     let mut config = match ca {
         Some(path) => {
             let mut roots = RootCertStore::empty();
