@@ -140,6 +140,8 @@ start_levee() { # ADMISSION_BLOCK: writes the config and starts levee pinned to 
 
 stop_levee() {
   curl -fsS "http://$admin/stats" >"$out/stats-$1.json" 2>/dev/null || true
+  # Per-country rejection reasons (levee_admission_rejected_total) are in /metrics only.
+  curl -fsS "http://$admin/metrics" >"$out/metrics-$1.txt" 2>/dev/null || true
   stop_pid "$levee_pid"
   levee_pid=""
 }
@@ -148,11 +150,18 @@ cpu_ticks() { # PID: user + system CPU time so far, in clock ticks
   awk '{ print $14 + $15 }' "/proc/$1/stat"
 }
 
+listen_overflows() { # the kernel's accept-queue overflows so far (machine-wide), or 0
+  awk '$1 == "TcpExt:" && !n { for (i = 1; i <= NF; i++) col[$i] = i; n = 1; next }
+       $1 == "TcpExt:" && n { print $col["ListenOverflows"] + 0; exit }' /proc/net/netstat \
+    2>/dev/null || echo 0
+}
+
 surge() { # NAME ARGS...: one tool run pinned to TOOL_CPU, JSON to $out/NAME.json; levee's
           # CPU use over the run (% of one core) to $out/NAME.cpu
-  local name="$1" t0 t1 s0 s1
+  local name="$1" t0 t1 s0 s1 o0
   shift
   echo "== $name"
+  o0="$(listen_overflows)"
   t0="$(cpu_ticks "$levee_pid")"
   s0="$(date +%s%N)"
   taskset -c "$TOOL_CPU" "$LEVEE_BIN" bench surge --target "$listen" --threads 1 \
@@ -162,7 +171,11 @@ surge() { # NAME ARGS...: one tool run pinned to TOOL_CPU, JSON to $out/NAME.jso
   t1="$(cpu_ticks "$levee_pid")"
   s1="$(date +%s%N)"
   echo "$(( (t1 - t0) * 100 * 1000000000 / ($(getconf CLK_TCK) * (s1 - s0)) ))" >"$out/$name.cpu"
-  echo "levee CPU: $(cat "$out/$name.cpu")% of one core"
+  echo "levee CPU: $(cat "$out/$name.cpu")% of one core (whole run: warm-up and drain included)"
+  # SYNs the kernel dropped because levee's accept queue was full: clients retry after 1 s,
+  # before levee (and its admission control) sees them. Machine-wide counter.
+  echo "$(( $(listen_overflows) - o0 ))" >"$out/$name.overflows"
+  echo "accept-queue overflows (kernel, machine-wide): $(cat "$out/$name.overflows")"
 }
 
 open_loop=(--duration "${DURATION}s" --surge-after "${SURGE_AFTER}s" --surge-mode "$SURGE_MODE")
@@ -205,8 +218,8 @@ stop_levee on
   echo "capacity: $capacity new connections/s (1 worker; $CAPACITY_MODE mode; measured $measured with levee at ${levee_busy}% of one core); surge: $surge_rate/s from $SURGE_COUNTRY ($SURGE_MODE mode)"
   echo "window: ${SURGE_AFTER}s..${DURATION}s of each run; 'new' = new connections, 'ka' = keep-alive requests"
   for run in nosurge-off surge-off nosurge-on surge-on; do
-    jq -r --arg run "$run" --arg cpu "$(cat "$out/$run.cpu")" \
-      '"\($run): levee CPU \($cpu)%; client lag \(.client_lag.late_starts) late starts, max \(.client_lag.max_lag_ms) ms; " +
+    jq -r --arg run "$run" --arg cpu "$(cat "$out/$run.cpu")" --arg ovf "$(cat "$out/$run.overflows")" \
+      '"\($run): levee CPU \($cpu)%; accept-queue overflows \($ovf); client lag \(.client_lag.late_starts) late starts, max \(.client_lag.max_lag_ms) ms; " +
        "surge country \(.surge_country): " +
        ((.countries[] | select(.role == "surge")
          | "\(.new_connections.ok)/\(.new_connections.attempts) ok (\(.connection_kind)), p99 \(.new_connections.p99_ms) ms") // "-")' \
