@@ -1,6 +1,7 @@
 //! Criterion benches of the pieces on levee's per-request and per-handshake path, measured
 //! through the public API: header rewriting (with the GeoIP tag headers), the per-connection
-//! GeoIP tag, SNI certificate lookup, stats recording and picking a backend.
+//! GeoIP tag, SNI certificate lookup, stats recording, picking a backend and the admission
+//! checks of a new connection and of a request.
 //!
 //! Run: `cargo bench --bench hot_path` (or `-- rewrite` for one group). `cargo test
 //! --all-targets` runs every bench once as a smoke test.
@@ -9,18 +10,25 @@
     reason = "bench set-up: a failure to build fixtures should stop the run loudly"
 )]
 
+use std::cell::Cell;
+use std::future::Future;
 use std::hint::black_box;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Request, Version};
+use levee::admission::auto::CapCheck;
+use levee::admission::shares::FairShares;
+use levee::admission::{Admission, AdmissionSettings, GateLimits, HandshakeGate, Ticket};
 use levee::geo::country::COUNTRY_COUNT;
 use levee::geo::{GeoDb, GeoSettings, tag};
 use levee::lb::{Backend, Balancer, PickContext, RoundRobin};
 use levee::proxy::headers::{ClientSide, rewrite_request, strip_hop_by_hop};
-use levee::stats::{HandshakeKind, Shard, UNKNOWN_COUNTRY};
+use levee::stats::{CountryIdx, HandshakeKind, Shard, UNKNOWN_COUNTRY};
 use levee::tls::{SniResolver, generate_self_signed, provider};
 use rustls::sign::CertifiedKey;
 
@@ -307,6 +315,105 @@ fn bench_round_robin(c: &mut Criterion) {
     group.finish();
 }
 
+/// `[admission]` with every limit set (issue 6's "all limits configured, none hit"), as
+/// validated by levee's config loader.
+fn admission_settings() -> AdmissionSettings {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("levee.toml");
+    let toml = "[[listeners]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\n\
+        default_pool = \"web\"\n[pools.web]\n[[pools.web.backends]]\n\
+        address = \"127.0.0.1:9\"\n\n\
+        [admission]\nmax_connections = 100000\nmax_connections_per_ip = 10000\n\
+        max_handshakes_in_flight = 1000\nallowlist = [\"192.0.2.0/24\"]\n\
+        [admission.countries.default]\nnew_connections_per_sec = 1000000\nburst = 1000000\n\
+        requests_per_sec = 10000000\nrequest_burst = 10000000\n\
+        [admission.asns.default]\nrequests_per_sec = 10000000\nrequest_burst = 10000000\n";
+    std::fs::write(&path, toml).expect("config written");
+    let (snapshot, _) = levee::app::load(&path).expect("valid config");
+    snapshot.admission
+}
+
+/// Polls a future once; a gate with a free slot answers at once.
+fn poll_once<F: Future>(f: F) -> Poll<F::Output> {
+    pin!(f).poll(&mut Context::from_waker(Waker::noop()))
+}
+
+/// The admission checks with every limit configured and none hit, per new connection
+/// (allowlist, country bucket, automatic cap, uncontended handshake gate) and per request
+/// (allowlist, country and ASN buckets). Clients cycle over 128 countries and ASNs so no
+/// bucket is driven past its rate (a refusal would fail the bench).
+fn bench_admission(c: &mut Criterion) {
+    let settings = admission_settings();
+    let rules = &settings.rate_limits;
+    let state = Admission::default();
+    let shard = Arc::new(Shard::new(0, COUNTRY_COUNT));
+    let gate = HandshakeGate::new(shard, Arc::new(FairShares::default()));
+    let limits = GateLimits {
+        in_flight: settings.max_handshakes_in_flight,
+        queue: settings.handshake_queue,
+        timeout: settings.handshake_queue_timeout,
+    };
+    let ip = IpAddr::from([203, 0, 113, 7]);
+    let tags: Vec<levee::geo::ClientTag> = (1..=128u16)
+        .map(|i| {
+            let mut t = levee::geo::ClientTag::unknown();
+            t.country = CountryIdx(i);
+            t.asn = Some(64_500 + u32::from(i));
+            t
+        })
+        .collect();
+    let refused = Cell::new(0u64);
+    let mut i = 0usize;
+    let mut next = || {
+        i = (i + 1) % tags.len();
+        &tags[i]
+    };
+    let mut group = c.benchmark_group("admission");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("connection_checks", |b| {
+        b.iter(|| {
+            let tag = next();
+            let ok = !rules.allowed(black_box(ip), tag)
+                && state.rates.admit_connection(rules, tag).is_ok()
+                && state.auto.check(tag.country) == CapCheck::Pass;
+            refused.set(refused.get() + u64::from(!ok));
+        });
+    });
+    group.bench_function("connection_checks_and_gate", |b| {
+        b.iter(|| {
+            let tag = next();
+            let ok = !rules.allowed(black_box(ip), tag)
+                && state.rates.admit_connection(rules, tag).is_ok()
+                && state.auto.check(tag.country) == CapCheck::Pass;
+            let ticket = Ticket {
+                country: tag.country,
+                priority: false,
+            };
+            // The permit is dropped at once, freeing the slot as a finished handshake does.
+            let granted = matches!(poll_once(gate.acquire(limits, ticket)), Poll::Ready(Ok(_)));
+            refused.set(refused.get() + u64::from(!(ok && granted)));
+        });
+    });
+    // proxy/conn.rs clones the settings for every new connection.
+    group.bench_function("connection_settings_clone", |b| {
+        b.iter(|| black_box(&settings).clone());
+    });
+    group.bench_function("request_checks", |b| {
+        b.iter(|| {
+            let tag = next();
+            let ok =
+                !rules.allowed(black_box(ip), tag) && state.rates.admit_request(rules, tag).is_ok();
+            refused.set(refused.get() + u64::from(!ok));
+        });
+    });
+    group.finish();
+    assert_eq!(
+        refused.get(),
+        0,
+        "a check refused: the bench drove a bucket past its rate"
+    );
+}
+
 criterion_group! {
     name = hot_path;
     // Short runs by default: these are nanosecond-scale functions. Override on the command
@@ -315,6 +422,6 @@ criterion_group! {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(2));
     targets = bench_rewrite_request, bench_geo_tag, bench_geo_connection, bench_strip_hop_by_hop,
-        bench_sni_lookup, bench_stats, bench_round_robin
+        bench_sni_lookup, bench_stats, bench_round_robin, bench_admission
 }
 criterion_main!(hot_path);
