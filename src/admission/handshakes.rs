@@ -183,6 +183,27 @@ impl HandshakeGate {
         result
     }
 
+    /// Whether a new connection of `country` would be refused at once if it asked now: every
+    /// slot taken, the queue full, and no waiter of a country further ahead of its share to
+    /// make room. Checked before the ClientHello is read, so a flood that cannot get in is
+    /// closed without reading or parsing anything. (Such a connection is not classified, so
+    /// a resumption attempt from that country is refused with it: under a full queue, the
+    /// few it might have been are not worth parsing every hello of the flood.)
+    pub fn refuses_now(&self, limits: GateLimits, country: CountryIdx) -> bool {
+        let Some(limit) = limits.in_flight else {
+            return false;
+        };
+        let st = self.state.borrow();
+        if st.in_flight < limit || st.waiting < limits.queue {
+            return false;
+        }
+        let mine = Self::start_tag(&st, usize::from(country.0));
+        !st.countries
+            .iter()
+            .enumerate()
+            .any(|(i, q)| !q.is_empty() && Self::start_tag(&st, i) > mine)
+    }
+
     /// Counts a handshake against `ticket`'s country (priority tickets are not charged).
     fn charge(&self, st: &mut State, ticket: Ticket) {
         if ticket.priority {
@@ -415,7 +436,10 @@ mod tests {
                 spawn_waiter(&gate, l, ticket("BR"), "br1", &log, &held);
                 spawn_waiter(&gate, l, ticket("BR"), "br2", &log, &held);
                 tokio::task::yield_now().await;
-                // Full: another BR is refused; a DE takes br2's place.
+                // Full: another BR is refused (and known to be before it asks); a DE takes
+                // br2's place.
+                assert!(gate.refuses_now(l, ticket("BR").country));
+                assert!(!gate.refuses_now(l, ticket("DE").country));
                 let full = gate.acquire(l, ticket("BR")).await.map(|_| ()).unwrap_err();
                 assert_eq!(full, RejectReason::HandshakeQueueFull);
                 spawn_waiter(&gate, l, ticket("DE"), "de1", &log, &held);

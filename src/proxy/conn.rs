@@ -17,7 +17,9 @@ use super::headers::ClientSide;
 use super::idle::IdleTracker;
 use super::service;
 use super::upstream::UpstreamPool;
-use crate::admission::{Admission, ConnectionPermit, GateLimits, HandshakeGate, Ticket};
+use crate::admission::{
+    Admission, ConnectionPermit, GateLimits, HandshakeGate, RejectReason, Ticket,
+};
 use crate::config::{HttpLimits, Listener, Snapshot};
 use crate::geo::ClientTag;
 use crate::net;
@@ -180,12 +182,19 @@ async fn serve(
     }
     let tag = snapshot.client_tag(client_addr.ip());
     let country = tag.country;
-    let admission = snapshot.admission.clone();
+    let admission = &snapshot.admission;
     // Buckets, automatic cap, per-IP cap: all on the real client address, before TLS.
     let Some(admitted) =
-        super::admit::admit(&worker, &admission, client_addr.ip(), &tag, &drain).await
+        super::admit::admit(&worker, admission, client_addr.ip(), &tag, &drain).await
     else {
         return;
+    };
+    // max_handshakes_in_flight: once the ClientHello is in, wait for a handshake slot
+    // (bounded queue) before any reply; the slot is held for the handshake only.
+    let limits = GateLimits {
+        in_flight: admission.max_handshakes_in_flight,
+        queue: admission.handshake_queue,
+        timeout: admission.handshake_queue_timeout,
     };
     let _ip_permit = admitted.ip_permit;
     worker.shard.connection_opened(country);
@@ -216,16 +225,15 @@ async fn serve(
         let builder = http_builder(&listener.http);
         return serve_http(tcp, builder, ctx, drain).await;
     };
-    // max_handshakes_in_flight: once the ClientHello is in, wait for a handshake slot
-    // (bounded queue) before any reply; the slot is held for the handshake only.
-    let limits = GateLimits {
-        in_flight: admission.max_handshakes_in_flight,
-        queue: admission.handshake_queue,
-        timeout: admission.handshake_queue_timeout,
-    };
     // Resumption attempts (and allowlisted clients) are served first when slots are short;
     // the ClientHello is classified only when there is a gate to schedule.
     let classify = limits.in_flight.is_some() && !admitted.allowlisted;
+    if classify && worker.handshakes.refuses_now(limits, country) {
+        let reason = RejectReason::HandshakeQueueFull;
+        worker.shard.admission_rejected(country, reason);
+        debug!(reason = reason.as_str(), "refused before the ClientHello");
+        return;
+    }
     let gate = Rc::clone(&worker.handshakes);
     let slot = move |resuming: bool| async move {
         let priority = admitted.allowlisted || resuming;
