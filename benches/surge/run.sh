@@ -42,6 +42,8 @@ ADMISSION_ON="${ADMISSION_ON:-max_handshakes_in_flight = 8
 handshake_queue = 256
 handshake_queue_timeout = \"2s\"}"
 
+# levee's listen backlog (the kernel caps it at net.core.somaxconn).
+BACKLOG="${BACKLOG:-4096}"
 DURATION="${DURATION:-30}"
 CAP_DURATION="${CAP_DURATION:-10}"
 SURGE_AFTER="${SURGE_AFTER:-5}"
@@ -123,7 +125,7 @@ wait_port "${backends[0]}" "$backends_pid"
 
 start_levee() { # ADMISSION_BLOCK: writes the config and starts levee pinned to LEVEE_CPU
   {
-    printf '[server]\nworkers = 1\naccess_log = false\nshutdown_timeout = "2s"\n\n'
+    printf '[server]\nworkers = 1\naccess_log = false\nshutdown_timeout = "2s"\nbacklog = %s\n\n' "$BACKLOG"
     printf '[admin]\nlisten = "%s"\n\n' "$admin"
     printf '[admission]\n%s\n\n' "$1"
     printf '[[listeners]]\nname = "surge"\nlisten = "%s"\ndefault_pool = "demo"\n' "$listen"

@@ -133,10 +133,12 @@ pub enum CapEvent {
     Ended(ActiveCap),
 }
 
-/// Starts and stops caps from the stats view; lives on the control thread.
+/// Starts and stops caps from the stats view; lives on the control thread. Also remembers
+/// each spiking country's baseline when its spike was flagged (its fair-share weight).
 #[derive(Debug, Default)]
 pub struct AutoController {
     active: BTreeMap<u16, ActiveCap>,
+    frozen: BTreeMap<u16, f64>,
 }
 
 impl AutoController {
@@ -202,7 +204,16 @@ pub fn after_tick(
     admission: &super::Admission,
     ctl: &mut AutoController,
 ) {
-    let baselines = view.countries.iter().map(|c| (c.country, c.baseline));
+    ctl.frozen
+        .retain(|c, _| view.spikes.iter().any(|s| s.country.0 == *c));
+    for c in view.countries.iter().filter(|c| c.spiking) {
+        ctl.frozen.entry(c.country.0).or_insert(c.baseline);
+    }
+    let frozen = &ctl.frozen;
+    let baselines = view.countries.iter().map(|c| {
+        let at_start = frozen.get(&c.country.0).copied().unwrap_or(f64::INFINITY);
+        (c.country, c.baseline.min(at_start))
+    });
     admission.shares.set_baselines(baselines);
     let events = ctl.tick(
         view,

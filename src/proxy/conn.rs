@@ -190,7 +190,7 @@ async fn serve(
         return;
     };
     // max_handshakes_in_flight: once the ClientHello is in, wait for a handshake slot
-    // (bounded queue) before any reply; the slot is held for the handshake only.
+    // (fair queue) before any reply; the slot is held until the handshake ends.
     let limits = GateLimits {
         in_flight: admission.max_handshakes_in_flight,
         queue: admission.handshake_queue,
