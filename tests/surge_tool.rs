@@ -224,3 +224,72 @@ async fn hello_capacity_counts_server_flights() {
     assert!(table.contains("server first flights/s"), "{table}");
     assert!(table.contains("full-handshake capacity"), "{table}");
 }
+
+/// The two halves of a split run (`benches/surge/run.sh`): the surge generator alone
+/// (`--no-baseline`, only the surge row) and the baseline clients alone (`--surge-rate 0`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn surge_only_and_baseline_only_runs_report_their_own_rows() {
+    let levee = start();
+    let target = levee.addr("surge").to_string();
+    let common = [
+        "surge",
+        "--target",
+        &target,
+        "--duration",
+        "2s",
+        "--surge-after",
+        "1s",
+        "--surge-country",
+        "BR",
+        "--timeout",
+        "3s",
+    ];
+    let surge_only = [&common[..], &["--no-baseline", "--surge-rate", "50"]].concat();
+    let baseline_only = [
+        &common[..],
+        &[
+            "--baseline",
+            "DE",
+            "--baseline-rate",
+            "8",
+            "--keepalive-rate",
+            "0",
+            "--surge-rate",
+            "0",
+        ],
+    ]
+    .concat();
+    let surge_only = SurgeArgs::try_parse_from(surge_only).unwrap();
+    let baseline_only = SurgeArgs::try_parse_from(baseline_only).unwrap();
+    let (s, b) = tokio::join!(
+        levee::surge::run(&surge_only),
+        levee::surge::run(&baseline_only),
+    );
+    let (s, b) = (s.unwrap(), b.unwrap());
+
+    assert_eq!(s.countries.len(), 1);
+    let br = &s.countries[0];
+    assert_eq!((br.country.as_str(), br.connection_kind), ("BR", "hello"));
+    assert!(br.new_connections.ok > 0, "{:?}", br.new_connections);
+    assert_eq!(br.keepalive.attempts, 0);
+    let json: serde_json::Value =
+        serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+    assert_eq!(json["surge_rate"], 50.0);
+    assert_eq!(json["baseline_rate"], 0.0);
+    assert_eq!(json["countries"][0]["role"], "surge");
+    assert!(
+        json["client_lag"]["last_start_s"].as_f64().unwrap() > 1.0,
+        "{json}"
+    );
+    assert!(report::table(&s).lines().any(|l| l.starts_with("BR")));
+
+    let codes: Vec<&str> = b.countries.iter().map(|c| c.country.as_str()).collect();
+    assert_eq!(codes, ["DE"]);
+    assert!(
+        b.countries
+            .iter()
+            .all(|c| c.role == levee::surge::plan::Role::Baseline)
+    );
+    assert!(b.countries[0].new_connections.ok > 0);
+    assert_eq!((b.surge_rate, b.window_from_s), (0.0, 1.0));
+}

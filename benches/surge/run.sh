@@ -10,7 +10,16 @@
 # handshake's key exchange and signature), reset. The client does no cryptography, so it can
 # offer far more than levee's capacity from one core; levee counts these handshakes as failed.
 # The baseline countries always make full connections (handshake + GET /) and keep-alive
-# requests. Steps:
+# requests.
+#
+# Surge runs use TWO tool processes on TOOL_CPU, started together with the same --duration and
+# --surge-after (so the baseline's measurement window is the surge window): the surge
+# generator (`--no-baseline`, `nice -n 15`, JSON to NAME-surge.json) and the baseline clients
+# (`--surge-rate 0`, `nice -n -5`, JSON to NAME.json). In one process the surge saturated the
+# tool's core and the baseline latencies (client lag up to 700 ms) measured the client, not
+# levee; with CFS priorities the baseline's few full connections run first and the surge gets
+# the rest of the core (its shortfall shows as the achieved offered rate in the summary).
+# No-surge runs are one process (baseline clients only), as before. Steps:
 #   1. capacity: closed-loop hello connections (levee's full-handshake capacity, server
 #      side), admission off;
 #   2. no surge, admission off (the reference p99 of the baseline countries);
@@ -33,8 +42,10 @@
 #
 # Limits: the tool and levee share a 2-core machine; the tool's core also runs the backends
 # and the baseline's full handshakes, so the offered surge may still fall short of
-# SURGE_FACTOR x capacity: the summary prints the client lag (starts behind schedule) of each
-# run, and levee's CPU share, to show who was the limit.
+# SURGE_FACTOR x capacity: the summary prints, per run, the client lag (starts behind
+# schedule) of each tool process, the surge's achieved offered rate next to its target, and
+# levee's CPU share, to show who was the limit. The two processes start within a few ms of
+# each other (each clock starts after its own set-up), so the windows line up to about that.
 set -euo pipefail
 
 # The [admission] block of the "admission on" runs (per worker; levee runs 1 worker).
@@ -90,6 +101,7 @@ backends=("127.0.0.1:$((PORT_BASE + 2))" "127.0.0.1:$((PORT_BASE + 3))" "127.0.0
 
 backends_pid=""
 levee_pid=""
+surge_pid=""
 stop_pid() { # PID: SIGTERM, up to 10 s to exit, then SIGKILL
   local pid="$1"
   [ -n "$pid" ] || return 0
@@ -99,6 +111,7 @@ stop_pid() { # PID: SIGTERM, up to 10 s to exit, then SIGKILL
   wait "$pid" 2>/dev/null || true
 }
 cleanup() {
+  stop_pid "$surge_pid"
   stop_pid "$levee_pid"
   stop_pid "$backends_pid"
   rm -rf "$work"
@@ -158,18 +171,25 @@ listen_overflows() { # the kernel's accept-queue overflows so far (machine-wide)
     2>/dev/null || echo 0
 }
 
-surge() { # NAME ARGS...: one tool run pinned to TOOL_CPU, JSON to $out/NAME.json; levee's
-          # CPU use over the run (% of one core) to $out/NAME.cpu
-  local name="$1" t0 t1 s0 s1 o0
-  shift
-  echo "== $name"
+baseline_args=(--baseline "$BASELINE" --baseline-rate "$BASELINE_RATE"
+  --keepalive-clients "$KEEPALIVE_CLIENTS" --keepalive-rate "$KEEPALIVE_RATE")
+
+tool() { # NICE JSON ARGS...: one tool process pinned to TOOL_CPU at niceness NICE, JSON to JSON
+  local n="$1" json="$2"
+  shift 2
+  taskset -c "$TOOL_CPU" nice -n "$n" "$LEVEE_BIN" bench surge --target "$listen" --threads 1 \
+    --surge-country "$SURGE_COUNTRY" --json-out "$json" "$@"
+}
+
+run_begin() { # NAME: notes levee's CPU time, the clock and the overflow counter
+  echo "== $1"
   o0="$(listen_overflows)"
   t0="$(cpu_ticks "$levee_pid")"
   s0="$(date +%s%N)"
-  taskset -c "$TOOL_CPU" "$LEVEE_BIN" bench surge --target "$listen" --threads 1 \
-    --baseline "$BASELINE" --baseline-rate "$BASELINE_RATE" \
-    --keepalive-clients "$KEEPALIVE_CLIENTS" --keepalive-rate "$KEEPALIVE_RATE" \
-    --surge-country "$SURGE_COUNTRY" --json-out "$out/$name.json" "$@" | tee "$out/$name.txt"
+}
+
+run_end() { # NAME: levee's CPU use over the run (% of one core) to $out/NAME.cpu, overflows
+  local name="$1" t1 s1
   t1="$(cpu_ticks "$levee_pid")"
   s1="$(date +%s%N)"
   echo "$(( (t1 - t0) * 100 * 1000000000 / ($(getconf CLK_TCK) * (s1 - s0)) ))" >"$out/$name.cpu"
@@ -178,6 +198,32 @@ surge() { # NAME ARGS...: one tool run pinned to TOOL_CPU, JSON to $out/NAME.jso
   # before levee (and its admission control) sees them. Machine-wide counter.
   echo "$(( $(listen_overflows) - o0 ))" >"$out/$name.overflows"
   echo "accept-queue overflows (kernel, machine-wide): $(cat "$out/$name.overflows")"
+}
+
+surge() { # NAME ARGS...: one tool process (baseline clients; or the capacity run), JSON to
+          # $out/NAME.json
+  local name="$1"
+  shift
+  run_begin "$name"
+  tool 0 "$out/$name.json" "${baseline_args[@]}" "$@" | tee "$out/$name.txt"
+  run_end "$name"
+}
+
+split_surge() { # NAME RATE: the surge generator (nice 15, background, $out/NAME-surge.json)
+                # and the baseline clients (nice -5, foreground, $out/NAME.json), same timing
+  local name="$1" rate="$2" rc=0
+  run_begin "$name"
+  tool 15 "$out/$name-surge.json" "${open_loop[@]}" --no-baseline --surge-rate "$rate" \
+    >"$out/$name-surge.txt" 2>&1 &
+  surge_pid=$!
+  tool -5 "$out/$name.json" "${baseline_args[@]}" "${open_loop[@]}" --surge-rate 0 |
+    tee "$out/$name.txt"
+  wait "$surge_pid" || rc=$?
+  surge_pid=""
+  echo "-- surge generator ($name-surge):"
+  cat "$out/$name-surge.txt"
+  (( rc == 0 )) || { echo "run.sh: the surge generator of $name exited with $rc" >&2; exit 1; }
+  run_end "$name"
 }
 
 open_loop=(--duration "${DURATION}s" --surge-after "${SURGE_AFTER}s" --surge-mode "$SURGE_MODE")
@@ -205,12 +251,12 @@ fi
 surge_rate="$(( capacity * SURGE_FACTOR ))"
 echo "capacity ${capacity} conn/s ($CAPACITY_MODE; measured ${measured}, levee CPU ${levee_busy}%) -> surge ${surge_rate} conn/s ($SURGE_MODE) from $SURGE_COUNTRY"
 surge nosurge-off "${open_loop[@]}" --surge-rate 0
-surge surge-off "${open_loop[@]}" --surge-rate "$surge_rate"
+split_surge surge-off "$surge_rate"
 stop_levee off
 
 start_levee "$ADMISSION_ON"
 surge nosurge-on "${open_loop[@]}" --surge-rate 0
-surge surge-on "${open_loop[@]}" --surge-rate "$surge_rate"
+split_surge surge-on "$surge_rate"
 stop_levee on
 
 # Summary: per baseline country, success and p99 of each run; ratios to the no-surge p99
@@ -219,13 +265,30 @@ stop_levee on
   echo
   echo "capacity: $capacity new connections/s (1 worker; $CAPACITY_MODE mode; measured $measured with levee at ${levee_busy}% of one core); surge: $surge_rate/s from $SURGE_COUNTRY ($SURGE_MODE mode)"
   echo "window: ${SURGE_AFTER}s..${DURATION}s of each run; 'new' = new connections, 'ka' = keep-alive requests"
+  echo "surge runs: baseline figures from NAME.json (baseline process), the surge's from NAME-surge.json (surge generator)"
   for run in nosurge-off surge-off nosurge-on surge-on; do
-    jq -r --arg run "$run" --arg cpu "$(cat "$out/$run.cpu")" --arg ovf "$(cat "$out/$run.overflows")" \
-      '"\($run): levee CPU \($cpu)%; accept-queue overflows \($ovf); client lag \(.client_lag.late_starts) late starts, max \(.client_lag.max_lag_ms) ms; " +
-       "surge country \(.surge_country): " +
-       ((.countries[] | select(.role == "surge")
-         | "\(.new_connections.ok)/\(.new_connections.attempts) ok (\(.connection_kind)), p99 \(.new_connections.p99_ms) ms") // "-")' \
-      "$out/$run.json"
+    # The surge generator's JSON exists for the surge runs only (/dev/null: none, $s null).
+    sfile="$out/$run-surge.json"
+    [ -f "$sfile" ] || sfile=/dev/null
+    jq -rn --arg run "$run" --arg cpu "$(cat "$out/$run.cpu")" --arg ovf "$(cat "$out/$run.overflows")" \
+      --slurpfile bf "$out/$run.json" --slurpfile sf "$sfile" '
+      $bf[0] as $b | $sf[0] as $s
+      | def lag(r): "\(r.client_lag.late_starts) late starts, max \(r.client_lag.max_lag_ms) ms";
+      "\($run): levee CPU \($cpu)%; accept-queue overflows \($ovf); baseline client lag \(lag($b)); " +
+      (if $s == null then "no surge"
+       else
+         ([$s.countries[] | select(.role == "surge")][0].new_connections) as $n
+         | ($s.duration_s - $s.window_from_s) as $window
+         # Arrivals count by their scheduled time, so attempts / window is the target rate
+         # whatever the lag; sent (not skipped) over the time the starts really took is the
+         # rate offered.
+         | (([$s.duration_s, $s.client_lag.last_start_s] | max) - $s.window_from_s) as $span
+         | ($n.attempts - $n.errors.skipped) as $sent
+         | "surge \($s.surge_country) (\($s.surge_mode)): \($n.ok)/\($n.attempts) ok, p99 \($n.p99_ms) ms; " +
+           "offered \($sent / $span | floor)/s achieved vs \($s.surge_rate)/s target " +
+           "(\($n.attempts / $window | floor)/s = attempts / \($window) s window; \($sent) sent by " +
+           "\($s.client_lag.last_start_s * 10 | round / 10) s); surge client lag \(lag($s))"
+       end)'
   done
   printf '%-8s %-12s %9s %10s %10s %9s %9s\n' country run success new_p99_ms ka_p99_ms new_x ka_x
   jq -rs '

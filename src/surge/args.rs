@@ -27,6 +27,10 @@ pub struct SurgeArgs {
     /// Baseline countries (ISO codes, comma separated).
     #[arg(long, value_delimiter = ',', default_value = "DE,JP,US,FR")]
     pub baseline: Vec<String>,
+    /// No baseline clients: only the surge (needs `--surge-rate` above 0). For running the
+    /// surge generator and the baseline clients as two processes (see the module docs).
+    #[arg(long, conflicts_with = "baseline")]
+    pub no_baseline: bool,
     /// New connections per second from each baseline country (0: none).
     #[arg(long, default_value_t = 10.0)]
     pub baseline_rate: f64,

@@ -47,6 +47,14 @@
 //! than 3x. Pin the tool and levee to different cores (`--threads 1` and `taskset`) and
 //! check the lag.
 //!
+//! **One side per process.** Even in hello mode a surge saturates the tool's core, and the
+//! baseline latencies then measure the client (lag up to 700 ms), not levee. So either side
+//! can run alone: `--no-baseline` (the surge generator, only the surge row) and
+//! `--surge-rate 0` (the baseline clients), each with the same `--duration` and
+//! `--surge-after` so the windows line up; `benches/surge/run.sh` runs both on one core, the
+//! baseline at a higher CFS priority (`nice`), so its few full connections run first and the
+//! surge gets the rest. `client_lag.last_start_s` shows whether the surge kept its schedule.
+//!
 //! Bounded: `--duration` at most 600 s, each attempt within `--timeout`, arrivals per run
 //! capped, target a loopback address only.
 //!

@@ -75,7 +75,8 @@ pub struct Plan {
     pub duration: Duration,
     /// Start of the reported window (the surge start); it ends with the run.
     pub window_from: Duration,
-    /// Countries: baselines first, then the surge country if not among them.
+    /// Countries: baselines first (none with `--no-baseline`), then the surge country if not
+    /// among them.
     pub countries: Vec<CountryPlan>,
     /// New-connection streams.
     pub streams: Vec<Stream>,
@@ -87,6 +88,7 @@ pub struct Plan {
     pub max_in_flight: usize,
     /// Of those, the baseline's share (keep-alive clients and baseline new connections); the
     /// rest is the surge's, so the surge cannot take the client-side slots of the baseline.
+    /// 0 with `--no-baseline`: every slot is the surge's.
     pub baseline_slots: usize,
     /// Poisson arrivals (else evenly spaced).
     pub poisson: bool,
@@ -139,6 +141,12 @@ impl Plan {
         if !args.capacity && args.surge_after >= args.duration {
             bail!("--surge-after must be shorter than --duration (the window is between them)");
         }
+        if args.no_baseline && args.capacity {
+            bail!("--no-baseline: the capacity run needs countries; drop one of the two");
+        }
+        if args.no_baseline && args.surge_rate <= 0.0 {
+            bail!("--no-baseline needs --surge-rate above 0 (else there is nothing to run)");
+        }
         let capacity = if args.capacity {
             if !(1..=args.max_in_flight).contains(&args.concurrency) {
                 bail!(
@@ -172,7 +180,9 @@ impl Plan {
                 args.max_in_flight
             );
         }
-        let baseline_slots = if surging {
+        let baseline_slots = if args.no_baseline {
+            0
+        } else if surging {
             let rate: f64 = streams.iter().filter(|s| !s.surge).map(|s| s.rate).sum();
             let need = keepalive + (rate * args.timeout.as_secs_f64()).ceil() as usize + 16;
             need.min(args.max_in_flight / 2)
@@ -239,7 +249,12 @@ fn countries(args: &SurgeArgs) -> anyhow::Result<(Vec<CountryPlan>, Vec<Stream>)
     let surge = code("--surge-country", &args.surge_country)?;
     let mut countries: Vec<CountryPlan> = Vec::new();
     let mut streams = Vec::new();
-    for raw in &args.baseline {
+    let baseline: &[String] = if args.no_baseline {
+        &[]
+    } else {
+        &args.baseline
+    };
+    for raw in baseline {
         let c = code("--baseline", raw)?;
         if countries.iter().any(|p| p.code == c) {
             bail!("--baseline: {c} listed twice");
@@ -269,8 +284,8 @@ fn countries(args: &SurgeArgs) -> anyhow::Result<(Vec<CountryPlan>, Vec<Stream>)
             hello: false,
         });
     }
-    if countries.is_empty() {
-        bail!("--baseline: at least one country");
+    if countries.is_empty() && !args.no_baseline {
+        bail!("--baseline: at least one country (or --no-baseline for a surge only)");
     }
     if args.surge_rate > 0.0 && !args.capacity {
         let hello = args.surge_mode == "hello";
@@ -428,6 +443,47 @@ mod tests {
         assert!(e(&["--baseline", "DEU"]).contains("two-letter"));
         assert!(e(&["--max-in-flight", "4"]).contains("keep-alive"));
         assert!(args(&["--target", "[::1]:443"]).is_ok());
+    }
+
+    #[test]
+    fn one_side_only() {
+        // The surge generator alone: only the surge country, every slot its own.
+        let p = args(&["--no-baseline", "--surge-rate", "300"]).unwrap();
+        assert_eq!(p.countries.len(), 1);
+        let br = &p.countries[0];
+        assert_eq!(
+            (br.code.as_str(), br.role, br.hello),
+            ("BR", Role::Surge, true)
+        );
+        assert_eq!(br.keepalive_clients, 0);
+        assert_eq!(p.streams.len(), 1);
+        assert!(p.streams[0].surge && p.streams[0].from == Duration::from_secs(5));
+        assert_eq!(p.baseline_slots, 0);
+        // The surge country may be any country, baseline defaults notwithstanding.
+        assert!(
+            args(&[
+                "--no-baseline",
+                "--surge-rate",
+                "3",
+                "--surge-country",
+                "DE"
+            ])
+            .is_ok()
+        );
+        let e = |a: &[&str]| args(a).unwrap_err().to_string();
+        assert!(e(&["--no-baseline"]).contains("--surge-rate"));
+        assert!(e(&["--no-baseline", "--surge-rate", "3", "--capacity"]).contains("capacity"));
+        assert!(e(&["--no-baseline", "--baseline", "DE"]).contains("--baseline"));
+        // The baseline clients alone: no surge stream, no surge row, same window.
+        let p = args(&["--surge-rate", "0"]).unwrap();
+        assert!(p.streams.iter().all(|s| !s.surge));
+        assert!(
+            p.countries
+                .iter()
+                .all(|c| c.role == Role::Baseline && !c.hello)
+        );
+        assert_eq!(p.window_from, Duration::from_secs(5));
+        assert_eq!(p.baseline_slots, p.max_in_flight);
     }
 
     #[test]

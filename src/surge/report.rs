@@ -29,17 +29,17 @@ pub struct Report {
     pub surge_rate: f64,
     /// The surge's connections: `hello` (ClientHello to server first flight) or `full`.
     pub surge_mode: &'static str,
-    /// New connections per second of each baseline country.
+    /// New connections per second of each baseline country (0 with `--no-baseline`).
     pub baseline_rate: f64,
-    /// Keep-alive clients per baseline country and requests per second of each.
+    /// Keep-alive clients per baseline country (0 with `--no-baseline`).
     pub keepalive_clients: usize,
-    /// Requests per second of each keep-alive client.
+    /// Requests per second of each keep-alive client (0 with `--no-baseline`).
     pub keepalive_rate: f64,
     /// How far behind schedule the client fell (open loop; 0 in capacity mode).
     pub client_lag: Lag,
     /// Capacity mode: the closed-loop result.
     pub capacity: Option<Capacity>,
-    /// One entry per country.
+    /// One entry per country (only the surge country's with `--no-baseline`).
     pub countries: Vec<CountryReport>,
 }
 
@@ -204,9 +204,13 @@ pub fn build(plan: &Plan, rec: &Recorder, lag: Lag, capacity: Option<Capacity>) 
         } else {
             "full"
         },
-        baseline_rate: a.baseline_rate,
-        keepalive_clients: a.keepalive_clients,
-        keepalive_rate: a.keepalive_rate,
+        baseline_rate: if a.no_baseline { 0.0 } else { a.baseline_rate },
+        keepalive_clients: if a.no_baseline {
+            0
+        } else {
+            a.keepalive_clients
+        },
+        keepalive_rate: if a.no_baseline { 0.0 } else { a.keepalive_rate },
         client_lag: lag,
         capacity,
         countries,
@@ -247,10 +251,11 @@ pub fn table(r: &Report) -> String {
         );
         let _ = writeln!(
             out,
-            "client lag: {} late starts (> {} ms), max {:.1} ms",
+            "client lag: {} late starts (> {} ms), max {:.1} ms; last arrival started at {:.1} s",
             r.client_lag.late_starts,
             super::run::LATE.as_millis(),
-            r.client_lag.max_lag_ms
+            r.client_lag.max_lag_ms,
+            r.client_lag.last_start_s
         );
     }
     let _ = writeln!(

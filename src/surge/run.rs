@@ -47,6 +47,7 @@ pub struct Ctx {
     sizes: [usize; 2],
     late: AtomicU64,
     max_lag_us: AtomicU64,
+    last_start_us: AtomicU64,
 }
 
 /// What hello-mode connections send, built once before the run: a pool of ClientHellos and,
@@ -98,6 +99,12 @@ pub struct Lag {
     pub late_starts: u64,
     /// Largest delay of a start, milliseconds.
     pub max_lag_ms: f64,
+    /// When the last new-connection arrival actually started, seconds from the start of the
+    /// run (0 when none): past `duration_s` when the client fell behind. Arrivals count in
+    /// the window by their scheduled time, so `attempts / window` is the target rate
+    /// whatever the lag; arrivals sent / (this or the end, whichever is later, minus the
+    /// window start) is the rate actually offered.
+    pub last_start_s: f64,
 }
 
 impl Ctx {
@@ -128,6 +135,7 @@ impl Ctx {
             ],
             late: AtomicU64::new(0),
             max_lag_us: AtomicU64::new(0),
+            last_start_us: AtomicU64::new(0),
         }
     }
 
@@ -180,7 +188,13 @@ impl Ctx {
         }
     }
 
-    fn note_lag(&self, lag: Duration) {
+    /// Notes an arrival due at `due` starting now: its lag, and the latest start.
+    fn note_start(&self, due: Instant) {
+        let now = Instant::now();
+        let lag = now.saturating_duration_since(due);
+        let since = u64::try_from(now.saturating_duration_since(self.start).as_micros())
+            .unwrap_or(u64::MAX);
+        self.last_start_us.fetch_max(since, Ordering::Relaxed);
         if lag > LATE {
             self.late.fetch_add(1, Ordering::Relaxed);
         }
@@ -193,6 +207,7 @@ impl Ctx {
         Lag {
             late_starts: self.late.load(Ordering::Relaxed),
             max_lag_ms: self.max_lag_us.load(Ordering::Relaxed) as f64 / 1000.0,
+            last_start_s: self.last_start_us.load(Ordering::Relaxed) as f64 / 1e6,
         }
     }
 
@@ -249,7 +264,7 @@ async fn stream(ctx: Arc<Ctx>, s: Stream, poisson: bool, until: Duration, seed: 
         if Instant::now() < due {
             tokio::time::sleep_until(due.into()).await;
         }
-        ctx.note_lag(Instant::now().saturating_duration_since(due));
+        ctx.note_start(due);
         let Ok(permit) = Arc::clone(&ctx.slots[usize::from(s.surge)]).try_acquire_owned() else {
             ctx.rec
                 .record(s.country, Kind::New, at, Err(Failure::Skipped));
