@@ -483,3 +483,63 @@ mod tests {
         assert_eq!(gate.waiting(), 0);
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod flood_tests {
+    use super::*;
+    use crate::geo::country;
+
+    /// A flood that was admitted freely before the gate saturated has run far ahead of its
+    /// share, so a country at its usual rate still makes room in the full queue.
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn after_free_admissions_a_quiet_country_still_gets_in() {
+        let shares = Arc::new(FairShares::default());
+        let (br, de) = (country::index_of("BR"), country::index_of("DE"));
+        shares.set_baselines([(de, 10.0)].into_iter());
+        let gate = HandshakeGate::new(Arc::new(Shard::new(0, 300)), Arc::clone(&shares));
+        let l = GateLimits {
+            in_flight: Some(8),
+            queue: 16,
+            timeout: Duration::from_secs(2),
+        };
+        let t = |country| Ticket {
+            country,
+            priority: false,
+        };
+        tokio::task::LocalSet::new()
+            .run_until(async {
+                for _ in 0..150 {
+                    drop(gate.acquire(l, t(de)).await.unwrap());
+                }
+                let held: Vec<_> = {
+                    let mut v = Vec::new();
+                    for _ in 0..8 {
+                        v.push(gate.acquire(l, t(br)).await.unwrap());
+                    }
+                    v
+                };
+                let mut waiters = Vec::new();
+                for _ in 0..16 {
+                    let g = Rc::clone(&gate);
+                    waiters.push(tokio::task::spawn_local(async move {
+                        g.acquire(l, t(br)).await.map(|_| ())
+                    }));
+                }
+                tokio::task::yield_now().await;
+                assert_eq!(gate.waiting(), 16);
+                assert!(gate.refuses_now(l, br));
+                assert!(!gate.refuses_now(l, de));
+                let g = Rc::clone(&gate);
+                let de_waiter =
+                    tokio::task::spawn_local(async move { g.acquire(l, t(de)).await.is_ok() });
+                tokio::task::yield_now().await;
+                drop(held);
+                assert!(de_waiter.await.unwrap(), "DE got the first free slot");
+                for w in waiters {
+                    let _ = w.await;
+                }
+            })
+            .await;
+    }
+}
