@@ -307,7 +307,11 @@ fn shed_column_shows_the_rate_at_80x24_and_120x40() {
         );
         assert!(l[2].starts_with("SPIKE BR 70/s 44x"), "{}", l[2]);
         if w >= 120 {
-            assert!(l[0].contains("CAPPED BR 3.6/s"), "the automatic cap: {}", l[0]);
+            assert!(
+                l[0].contains("CAPPED BR 3.6/s"),
+                "the automatic cap: {}",
+                l[0]
+            );
         }
     }
 }

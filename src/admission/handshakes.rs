@@ -215,6 +215,9 @@ impl HandshakeGate {
         }
         let start = st.finish[i].max(st.clock);
         st.finish[i] = start + 1.0 / self.shares.weight(ticket.country);
+        // Virtual time follows every handshake served, queued or not: a country served
+        // while nobody waited must not bank a lead (or a debt) for when the queue fills.
+        st.clock = st.clock.max(start);
     }
 
     /// The virtual start tag country `i` would get now.
@@ -496,7 +499,6 @@ mod flood_tests {
     async fn after_free_admissions_a_quiet_country_still_gets_in() {
         let shares = Arc::new(FairShares::default());
         let (br, de) = (country::index_of("BR"), country::index_of("DE"));
-        shares.set_baselines([(de, 10.0)].into_iter());
         let gate = HandshakeGate::new(Arc::new(Shard::new(0, 300)), Arc::clone(&shares));
         let l = GateLimits {
             in_flight: Some(8),
@@ -509,6 +511,12 @@ mod flood_tests {
         };
         tokio::task::LocalSet::new()
             .run_until(async {
+                // DE's usual traffic, first before any baseline exists (every weight at
+                // the floor), then with its baseline.
+                for _ in 0..150 {
+                    drop(gate.acquire(l, t(de)).await.unwrap());
+                }
+                shares.set_baselines([(de, 10.0)].into_iter());
                 for _ in 0..150 {
                     drop(gate.acquire(l, t(de)).await.unwrap());
                 }
