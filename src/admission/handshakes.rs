@@ -64,6 +64,7 @@ type Grant = Result<HandshakePermit, RejectReason>;
 #[derive(Debug)]
 struct Waiter {
     tx: oneshot::Sender<Grant>,
+    ticket: Ticket,
 }
 
 /// The scheduler state (touched only by this worker's thread).
@@ -71,6 +72,8 @@ struct Waiter {
 struct State {
     limit: usize,
     in_flight: usize,
+    /// Slots held per country slot (grown on first use).
+    held: Vec<u32>,
     /// Live waiters (entries whose connection gave up are skipped when met).
     waiting: usize,
     priority: VecDeque<Waiter>,
@@ -94,12 +97,13 @@ pub struct HandshakeGate {
 #[derive(Debug)]
 pub struct HandshakePermit {
     gate: Option<Rc<HandshakeGate>>,
+    country: CountryIdx,
 }
 
 impl Drop for HandshakePermit {
     fn drop(&mut self) {
         if let Some(gate) = self.gate.take() {
-            gate.release();
+            gate.release(self.country);
         }
     }
 }
@@ -131,7 +135,10 @@ impl HandshakeGate {
     /// fair queue for at most `limits.timeout`. `Err` names why the connection is refused.
     pub async fn acquire(self: &Rc<Self>, limits: GateLimits, ticket: Ticket) -> Grant {
         let Some(limit) = limits.in_flight else {
-            return Ok(HandshakePermit { gate: None });
+            return Ok(HandshakePermit {
+                gate: None,
+                country: ticket.country,
+            });
         };
         let rx = {
             let mut st = self.state.borrow_mut();
@@ -142,18 +149,21 @@ impl HandshakeGate {
                 self.dispatch();
                 st = self.state.borrow_mut();
             }
-            if st.in_flight < st.limit && st.waiting == 0 {
-                st.in_flight += 1;
+            // Dispatch is eager, so a slot free while others wait is one none of them may
+            // take (see `may_take`): it is this newcomer's if it may.
+            if Self::may_take(&st, ticket) {
+                Self::take(&mut st, ticket.country);
                 self.charge(&mut st, ticket);
                 return Ok(HandshakePermit {
                     gate: Some(Rc::clone(self)),
+                    country: ticket.country,
                 });
             }
             if st.waiting >= limits.queue && !self.evict_for(&mut st, ticket) {
                 return Err(RejectReason::HandshakeQueueFull);
             }
             let (tx, rx) = oneshot::channel();
-            let waiter = Waiter { tx };
+            let waiter = Waiter { tx, ticket };
             if ticket.priority {
                 st.priority.push_back(waiter);
             } else {
@@ -166,6 +176,12 @@ impl HandshakeGate {
             st.waiting += 1;
             self.shard.set_handshake_queue_depth(st.waiting);
             self.shares.mark_saturated();
+            // The slot kept free for other countries may be this newcomer's.
+            let free = st.in_flight < st.limit;
+            drop(st);
+            if free {
+                self.dispatch();
+            }
             rx
         };
         let queued_at = Instant::now();
@@ -194,7 +210,11 @@ impl HandshakeGate {
             return false;
         };
         let st = self.state.borrow();
-        if st.in_flight < limit || st.waiting < limits.queue {
+        let ticket = Ticket {
+            country,
+            priority: false,
+        };
+        if (st.in_flight < limit && Self::may_take(&st, ticket)) || st.waiting < limits.queue {
             return false;
         }
         let mine = Self::start_tag(&st, usize::from(country.0));
@@ -202,6 +222,38 @@ impl HandshakeGate {
             .iter()
             .enumerate()
             .any(|(i, q)| !q.is_empty() && Self::start_tag(&st, i) > mine)
+    }
+
+    /// Whether `ticket` may take a free slot now. The last free slot is kept for a country
+    /// that holds none (or a priority connection): a flood holding every other slot cannot
+    /// take it, so a newcomer from elsewhere gets a slot at once instead of waiting for one
+    /// of the flood's handshakes to end.
+    fn may_take(st: &State, ticket: Ticket) -> bool {
+        let free = st.limit.saturating_sub(st.in_flight);
+        let holds = st
+            .held
+            .get(usize::from(ticket.country.0))
+            .copied()
+            .unwrap_or(0);
+        free > 1 || (free == 1 && (ticket.priority || holds == 0))
+    }
+
+    /// Takes a slot for `country`.
+    fn take(st: &mut State, country: CountryIdx) {
+        st.in_flight += 1;
+        let i = usize::from(country.0);
+        if st.held.len() <= i {
+            st.held.resize(i + 1, 0);
+        }
+        st.held[i] += 1;
+    }
+
+    /// Gives back a slot of `country`.
+    fn give_back(st: &mut State, country: CountryIdx) {
+        st.in_flight = st.in_flight.saturating_sub(1);
+        if let Some(h) = st.held.get_mut(usize::from(country.0)) {
+            *h = h.saturating_sub(1);
+        }
     }
 
     /// Counts a handshake against `ticket`'s country (priority tickets are not charged).
@@ -254,31 +306,35 @@ impl HandshakeGate {
     }
 
     /// A slot was freed: hand it to the next waiter.
-    fn release(self: &Rc<Self>) {
+    fn release(self: &Rc<Self>, country: CountryIdx) {
         {
             let mut st = self.state.borrow_mut();
-            st.in_flight = st.in_flight.saturating_sub(1);
+            Self::give_back(&mut st, country);
         }
         self.dispatch();
     }
 
     /// Hands free slots to waiters: priority first, then the country with the smallest
-    /// virtual start tag.
+    /// virtual start tag among those that may take a slot (see `may_take`).
     fn dispatch(self: &Rc<Self>) {
         loop {
             let mut st = self.state.borrow_mut();
             if st.in_flight >= st.limit {
                 return;
             }
-            let (waiter, ticket) = if let Some(w) = st.priority.pop_front() {
-                let ticket = Ticket {
-                    country: CountryIdx(0),
-                    priority: true,
-                };
-                (w, ticket)
+            let waiter = if let Some(w) = st.priority.pop_front() {
+                w
             } else {
                 let next = (0..st.countries.len())
                     .filter(|i| !st.countries[*i].is_empty())
+                    .filter(|i| {
+                        let country = CountryIdx(u16::try_from(*i).unwrap_or(0));
+                        let ticket = Ticket {
+                            country,
+                            priority: false,
+                        };
+                        Self::may_take(&st, ticket)
+                    })
                     .map(|i| (i, Self::start_tag(&st, i)))
                     .min_by(|a, b| a.1.total_cmp(&b.1));
                 let Some((i, tag)) = next else {
@@ -287,30 +343,28 @@ impl HandshakeGate {
                 let Some(w) = st.countries[i].pop_front() else {
                     continue;
                 };
-                let ticket = Ticket {
-                    country: CountryIdx(u16::try_from(i).unwrap_or(0)),
-                    priority: false,
-                };
                 if w.tx.is_closed() {
                     continue;
                 }
                 st.clock = tag;
-                (w, ticket)
+                w
             };
             if waiter.tx.is_closed() {
                 continue;
             }
-            st.in_flight += 1;
+            let ticket = waiter.ticket;
+            Self::take(&mut st, ticket.country);
             self.charge(&mut st, ticket);
             drop(st);
             let permit = HandshakePermit {
                 gate: Some(Rc::clone(self)),
+                country: ticket.country,
             };
             if let Err(Ok(permit)) = waiter.tx.send(Ok(permit)) {
                 // The waiter gave up in the meantime: take the slot back, try the next.
                 permit.disarm();
                 let mut st = self.state.borrow_mut();
-                st.in_flight = st.in_flight.saturating_sub(1);
+                Self::give_back(&mut st, ticket.country);
             }
         }
     }
@@ -520,13 +574,11 @@ mod flood_tests {
                 for _ in 0..150 {
                     drop(gate.acquire(l, t(de)).await.unwrap());
                 }
-                let held: Vec<_> = {
-                    let mut v = Vec::new();
-                    for _ in 0..8 {
-                        v.push(gate.acquire(l, t(br)).await.unwrap());
-                    }
-                    v
-                };
+                // BR takes every slot but the last, then fills the queue.
+                let mut held = Vec::new();
+                for _ in 0..7 {
+                    held.push(gate.acquire(l, t(br)).await.unwrap());
+                }
                 let mut waiters = Vec::new();
                 for _ in 0..16 {
                     let g = Rc::clone(&gate);
@@ -535,15 +587,19 @@ mod flood_tests {
                     }));
                 }
                 tokio::task::yield_now().await;
-                assert_eq!(gate.waiting(), 16);
+                assert_eq!(gate.waiting(), 16, "the last slot is not BR's");
                 assert!(gate.refuses_now(l, br));
                 assert!(!gate.refuses_now(l, de));
-                let g = Rc::clone(&gate);
-                let de_waiter =
-                    tokio::task::spawn_local(async move { g.acquire(l, t(de)).await.is_ok() });
+                // DE gets the kept slot at once, without waiting for a BR handshake.
+                let de_slot = gate.acquire(l, t(de)).await.unwrap();
+                assert_eq!(gate.waiting(), 16);
+                drop(de_slot);
+                // A freed slot goes to the queued BR connections (each of which lets go of
+                // its slot at once here, so the whole queue drains).
+                drop(held.pop());
                 tokio::task::yield_now().await;
+                assert_eq!(gate.waiting(), 0);
                 drop(held);
-                assert!(de_waiter.await.unwrap(), "DE got the first free slot");
                 for w in waiters {
                     let _ = w.await;
                 }
