@@ -16,6 +16,11 @@
 //!   proportion to its usual traffic: a country at its baseline gets all it asks for,
 //!   and a country at ten times its baseline queues behind everyone else.
 //!
+//! The last free slot is kept for a country that holds none (or a priority connection): a
+//! flood holding every other slot cannot take it, so a newcomer from elsewhere starts its
+//! handshake at once instead of waiting for one of the flood's handshakes to end (each of
+//! which lasts a round trip to a client that may be slow). With one slot, nothing changes.
+//!
 //! When the queue is full, a newcomer takes the place of the newest waiter of the country
 //! furthest ahead of its share (that waiter is closed, reason `fair_share`), if the
 //! newcomer's own country is behind it; otherwise the newcomer is refused
