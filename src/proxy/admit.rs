@@ -23,23 +23,22 @@ pub struct Admitted {
     pub allowlisted: bool,
 }
 
-/// Decides whether a new connection from `client` (tagged `tag`) is let in; `None` when it
-/// is refused (it has then been held for a tarpit if its rule says so).
+/// Decides whether a new connection from `client` (tagged `tag`) is let in; `Err` names why
+/// it is refused (it has then been held for a tarpit if its rule says so).
 pub async fn admit(
     worker: &WorkerCtx,
     settings: &AdmissionSettings,
     client: IpAddr,
     tag: &ClientTag,
     drain: &CancellationToken,
-) -> Option<Admitted> {
+) -> Result<Admitted, RejectReason> {
     let shard = &worker.shard;
     let rules = &settings.rate_limits;
     let allowlisted = rules.allowed(client, tag);
     if !allowlisted {
         if !rules.is_empty() {
             if let Err(limited) = worker.admission.rates.admit_connection(rules, tag) {
-                refuse(worker, tag, limited.action, settings, drain).await;
-                return None;
+                return Err(refuse(worker, tag, limited.action, settings, drain).await);
             }
         }
         if worker.admission.auto.check(tag.country) == CapCheck::Over {
@@ -48,7 +47,7 @@ pub async fn admit(
             } else {
                 shard.admission_rejected(tag.country, RejectReason::AutoCap);
                 debug!("refused: automatic cap");
-                return None;
+                return Err(RejectReason::AutoCap);
             }
         }
     }
@@ -58,12 +57,12 @@ pub async fn admit(
             let Some(p) = worker.admission.per_ip.try_acquire(client, limit) else {
                 shard.admission_rejected(tag.country, RejectReason::PerIp);
                 debug!("refused: max_connections_per_ip");
-                return None;
+                return Err(RejectReason::PerIp);
             };
             Some(p)
         }
     };
-    Some(Admitted {
+    Ok(Admitted {
         ip_permit,
         allowlisted,
     })
@@ -77,7 +76,7 @@ async fn refuse(
     action: LimitAction,
     settings: &AdmissionSettings,
     drain: &CancellationToken,
-) {
+) -> RejectReason {
     let tarpits = &worker.admission.tarpitted;
     let tarpit = action == LimitAction::Tarpit
         && tarpits
@@ -90,7 +89,7 @@ async fn refuse(
             .shard
             .admission_rejected(tag.country, RejectReason::RateLimit);
         debug!("refused: rate limit");
-        return;
+        return RejectReason::RateLimit;
     }
     worker
         .shard
@@ -101,4 +100,5 @@ async fn refuse(
         _ = drain.cancelled() => {}
     }
     tarpits.fetch_sub(1, Ordering::Relaxed);
+    RejectReason::Tarpit
 }

@@ -184,11 +184,11 @@ async fn serve(
     let country = tag.country;
     let admission = &snapshot.admission;
     // Buckets, automatic cap, per-IP cap: all on the real client address, before TLS.
-    let Some(admitted) =
-        super::admit::admit(&worker, admission, client_addr.ip(), &tag, &drain).await
-    else {
-        return;
-    };
+    let admitted =
+        match super::admit::admit(&worker, admission, client_addr.ip(), &tag, &drain).await {
+            Ok(admitted) => admitted,
+            Err(reason) => return refused(&tcp, reason),
+        };
     // max_handshakes_in_flight: once the ClientHello is in, wait for a handshake slot
     // (fair queue) before any reply; the slot is held until the handshake ends.
     let limits = GateLimits {
@@ -232,7 +232,7 @@ async fn serve(
         let reason = RejectReason::HandshakeQueueFull;
         worker.shard.admission_rejected(country, reason);
         debug!(reason = reason.as_str(), "refused before the ClientHello");
-        return;
+        return refused(&tcp, reason);
     }
     let gate = Rc::clone(&worker.handshakes);
     let slot = move |resuming: bool| async move {
@@ -274,6 +274,17 @@ async fn serve(
         builder.http1_only()
     };
     serve_http(outcome.stream, builder, ctx, drain).await;
+}
+
+/// Ends a connection refused by admission control. A flood's refusals (buckets, tarpit,
+/// automatic cap, full handshake queue) are closed with a reset: no FIN exchange and no
+/// TIME_WAIT socket kept for each of thousands a second. A per-IP refusal gets an orderly
+/// close (FIN), like `max_connections`: those come from well-behaved clients that simply
+/// have too many connections open.
+fn refused(tcp: &TcpStream, reason: RejectReason) {
+    if reason != RejectReason::PerIp {
+        let _ = tcp.set_zero_linger();
+    }
 }
 
 /// The hyper server settings for a listener's limits.

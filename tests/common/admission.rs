@@ -61,7 +61,7 @@ pub fn fresh_client() -> Arc<ClientConfig> {
 pub enum Outcome {
     /// The response status.
     Status(u16),
-    /// Closed (or reset) before the TLS handshake finished.
+    /// Closed or reset before the TLS handshake finished (or reset as it connected).
     Refused,
     /// Anything else, e.g. a timeout.
     Failed,
@@ -78,7 +78,14 @@ pub async fn tls_get_from(
     let attempt = async {
         let socket = TcpSocket::new_v4().ok()?;
         socket.bind(SocketAddr::new(from, 0)).ok()?;
-        let tcp = socket.connect(to).await.ok()?;
+        // A connection refused with a reset may already be reset when connect returns.
+        let tcp = match socket.connect(to).await {
+            Ok(tcp) => tcp,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Some(Outcome::Refused);
+            }
+            Err(_) => return None,
+        };
         let name = ServerName::try_from("localhost").ok()?;
         let Ok(mut tls) = TlsConnector::from(config).connect(name, tcp).await else {
             return Some(Outcome::Refused);
