@@ -174,7 +174,13 @@ async fn hello_surge_reaches_the_server_flight_and_levee_counts_it() {
     assert!(s.ok > 0, "{s:?}");
     assert_eq!(s.ok, s.attempts, "{s:?}");
     assert!(s.p99_ms > 0.0 && s.p99_ms < 3000.0, "{s:?}");
-    assert_eq!(br.connections, s.ok, "no warm-up surge connections");
+    // No warm-up surge connections: the whole-run count is the window's, give or take the
+    // one arrival that may fall on the window's first instant.
+    assert!(
+        (s.ok..=s.ok + 1).contains(&br.connections),
+        "no warm-up surge connections: {} vs {s:?}",
+        br.connections
+    );
     assert!(de.new_connections.ok > 0, "{:?}", de.new_connections);
     let table = report::table(&r);
     assert!(
