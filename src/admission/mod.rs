@@ -1,21 +1,30 @@
-//! Admission control: which new connections (and, later, requests) levee takes on.
+//! Admission control: which new connections and requests levee takes on, and in what order
+//! it hands out TLS handshakes when they are scarce.
 //!
 //! Map of the module:
 //! - [`connections`]: the process-wide cap on open client connections (`max_connections`),
 //!   one shared atomic taken by compare-and-swap at accept, released by a guard's `Drop`.
 //! - [`per_ip`]: the per-client-IP cap (`max_connections_per_ip`), counted in 64 mutex
 //!   shards hashed by IP, touched once when a connection opens and once when it closes.
+//! - [`gcra`] and [`limits`]: per-country and per-ASN token buckets for new connections and
+//!   requests (`[admission.countries.*]`, `[admission.asns.*]`), the allowlist, and the
+//!   reject / tarpit actions.
 //! - [`handshakes`]: each worker's cap on TLS handshakes in flight
-//!   (`max_handshakes_in_flight`) and its bounded, FIFO wait queue (`handshake_queue`,
-//!   `handshake_queue_timeout`).
+//!   (`max_handshakes_in_flight`) and its fair queue (resumption attempts first, then
+//!   countries by their baseline share; `handshake_queue`, `handshake_queue_timeout`).
+//! - [`shares`]: the fair queue's per-country weights, written by the control thread, and
+//!   the "near handshake capacity" signal.
+//! - [`auto`]: `[admission] auto` / `dry_run`: caps on a spiking country near capacity.
 //! - [`upload`]: the minimum upload rate of request bodies (`min_upload_rate`), answered
 //!   with 408.
 //! - [`settings`]: the typed `[admission]` table.
 //!
-//! Every refusal is counted on the worker's stats shard by [`RejectReason`] and country
-//! (`Shard::admission_rejected`). Later layers (per-country token buckets, fair handshake
-//! scheduling, automatic mode) plug in between the caps and the handshake gate: the gate's
-//! `acquire` is the one place a new TLS connection waits.
+//! Where they run: `max_connections` in the accept loop; the allowlist, buckets, automatic
+//! cap and per-IP cap in `proxy::admit` once the PROXY header and GeoIP tag are known, before
+//! any TLS byte; the handshake gate in `tls::accept_tls_gated` once the ClientHello is in;
+//! request buckets and the upload rate per request in `proxy::service`. Every refusal is
+//! counted on the worker's stats shard by [`RejectReason`] and country
+//! (`Shard::admission_rejected`).
 
 pub mod auto;
 pub mod connections;
