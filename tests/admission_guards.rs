@@ -267,7 +267,10 @@ async fn handshake_queue_refuses_when_full_and_after_its_timeout() {
     // not even read its ClientHello, so the reset may already greet the connect).
     let socket = TcpSocket::new_v4().unwrap();
     socket.bind(SocketAddr::new(local, 0)).unwrap();
-    match tokio::time::timeout(SLACK, socket.connect(addr)).await.unwrap() {
+    match tokio::time::timeout(SLACK, socket.connect(addr))
+        .await
+        .unwrap()
+    {
         Ok(mut third) => {
             let _ = third.write_all(&hello).await;
             assert!(closed_within(&mut third, SLACK).await, "3rd not refused");
