@@ -6,6 +6,7 @@
 
 pub mod accept;
 pub mod certs;
+pub mod client_trust;
 pub mod hello;
 pub mod resumption;
 
