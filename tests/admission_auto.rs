@@ -13,13 +13,13 @@
 
 mod common;
 
-use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::admission::{Outcome, fresh_client, start_admission_levee, tls_get_from};
+use common::logs::CapturedLogs;
 use common::stats::{BR_IP, DE_IP, JP_IP, stats_doc};
 use common::{Backend, Levee};
 use serde_json::Value;
@@ -29,19 +29,6 @@ const ATTEMPT: Duration = Duration::from_secs(5);
 
 /// Steady new connections per second from each country; the burst is ten times that.
 const STEADY: u64 = 5;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Outcomes per target (index into the targets list).
 type Outcomes = Arc<Mutex<Vec<(usize, Outcome)>>>;
@@ -125,14 +112,7 @@ fn start(dry_run: bool, backend: &Backend) -> Levee {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_and_dry_run_cap_a_spike_near_capacity_and_log_once_each() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter("levee::admission=info")
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .try_init()
-        .expect("the only subscriber of this test binary");
+    let logs = CapturedLogs::install("levee::admission=info");
 
     let backend = Backend::start("a");
     let enforcing = start(false, &backend);
@@ -197,7 +177,7 @@ async fn auto_and_dry_run_cap_a_spike_near_capacity_and_log_once_each() {
         "dry run: every connection served"
     );
 
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     println!("{text}");
     for dry_run in [false, true] {
         let mine: Vec<&str> = text

@@ -15,13 +15,13 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::backend::Seen;
 use common::client::Proto;
+use common::logs::CapturedLogs;
 use common::mmdb::{asn_record, flat_country, nested_country, write_db};
 use common::*;
 use mmdb_writer::Value;
@@ -198,32 +198,19 @@ async fn bundled_database_tags_loopback_zz() {
 }
 
 /// Every line written by the process-wide tracing subscriber this test binary installs.
-fn captured_logs() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+fn captured_logs() -> &'static CapturedLogs {
+    static LOGS: OnceLock<CapturedLogs> = OnceLock::new();
     LOGS.get_or_init(|| {
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&logs);
+        let logs = CapturedLogs::default();
+        let sink = logs.clone();
         let subscriber = tracing_subscriber::fmt()
             .json()
             .with_env_filter("levee::access=info")
-            .with_writer(move || Capture(Arc::clone(&sink)))
+            .with_writer(move || sink.clone())
             .finish();
         tracing::subscriber::set_global_default(subscriber).expect("no other subscriber");
         logs
     })
-}
-
-/// A `Write` appending to the shared capture buffer.
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -245,7 +232,7 @@ async fn access_log_has_country_and_asn() {
     // The line is written when the response body ends, just after the client has it.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let line = loop {
-        let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+        let text = logs.text();
         let found = text.lines().find(|l| l.contains(path)).map(str::to_owned);
         if let Some(line) = found {
             break line;

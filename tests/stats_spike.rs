@@ -11,31 +11,18 @@
 
 mod common;
 
-use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::logs::CapturedLogs;
 use common::stats::*;
 use common::*;
 use serde_json::Value;
 
 /// Steady new connections per second from each country; the burst is ten times that.
 const STEADY: u64 = 5;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Sends `rate` new connections per second (read at every step) from `from` until `stop`.
 fn drive(
@@ -102,14 +89,7 @@ async fn watch(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_from_one_country_is_flagged_once_and_clears() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter("levee::spike=info")
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .try_init()
-        .expect("the only subscriber of this test binary");
+    let logs = CapturedLogs::install("levee::spike=info");
 
     let backend = Backend::start("a");
     let stats = "spike_threshold = 5\nspike_min_rate = 3\nspike_floor = 1\n\
@@ -175,7 +155,7 @@ async fn a_burst_from_one_country_is_flagged_once_and_clears() {
         assert!(d.await.unwrap() > 0);
     }
 
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     let lines: Vec<&str> = text
         .lines()
         .filter(|l| l.contains("levee::spike"))
