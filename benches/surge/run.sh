@@ -14,11 +14,15 @@
 #
 # Surge runs use TWO tool processes on TOOL_CPU, started together with the same --duration and
 # --surge-after (so the baseline's measurement window is the surge window): the surge
-# generator (`--no-baseline`, `nice -n 15`, JSON to NAME-surge.json) and the baseline clients
-# (`--surge-rate 0`, `nice -n -5`, JSON to NAME.json). In one process the surge saturated the
+# generator (`--no-baseline`, SCHED_IDLE via `chrt -i 0`, JSON to NAME-surge.json) and the
+# baseline clients (`--surge-rate 0`, `nice -n -5`, JSON to NAME.json). In one process the surge saturated the
 # tool's core and the baseline latencies (client lag up to 700 ms) measured the client, not
 # levee; with CFS priorities the baseline's few full connections run first and the surge gets
 # the rest of the core (its shortfall shows as the achieved offered rate in the summary).
+# The generator runs as SCHED_IDLE rather than merely niced: under EEVDF a woken nice 0 task
+# (a backend, the baseline client) may wait for a niced task's slice to run out (~3 ms, on
+# each hop of a request through this core), which showed as a keep-alive p99 of 5-7 ms
+# measured by the client, not by levee; any other task preempts a SCHED_IDLE one at once.
 # No-surge runs are one process (baseline clients only), as before. Steps:
 #   1. capacity: closed-loop hello connections (levee's full-handshake capacity, server
 #      side), admission off;
@@ -70,6 +74,8 @@ TOOL_CPU="${TOOL_CPU:-1}"
 PORT_BASE="${PORT_BASE:-19400}"
 CAPACITY_MODE="${CAPACITY_MODE:-hello}"
 SURGE_MODE="${SURGE_MODE:-hello}"
+# The surge generator's scheduling on TOOL_CPU: idle (SCHED_IDLE, the default) or a niceness.
+SURGE_SCHED="${SURGE_SCHED:-idle}"
 
 for n in DURATION CAP_DURATION SURGE_AFTER BASELINE_RATE KEEPALIVE_CLIENTS KEEPALIVE_RATE \
   CONCURRENCY PORT_BASE; do
@@ -174,10 +180,12 @@ listen_overflows() { # the kernel's accept-queue overflows so far (machine-wide)
 baseline_args=(--baseline "$BASELINE" --baseline-rate "$BASELINE_RATE"
   --keepalive-clients "$KEEPALIVE_CLIENTS" --keepalive-rate "$KEEPALIVE_RATE")
 
-tool() { # NICE JSON ARGS...: one tool process pinned to TOOL_CPU at niceness NICE, JSON to JSON
-  local n="$1" json="$2"
+tool() { # NICE JSON ARGS...: one tool process pinned to TOOL_CPU at niceness NICE (idle: the
+         # SCHED_IDLE policy), JSON to JSON
+  local n="$1" json="$2" sched
   shift 2
-  taskset -c "$TOOL_CPU" nice -n "$n" "$LEVEE_BIN" bench surge --target "$listen" --threads 1 \
+  if [ "$n" = idle ]; then sched=(chrt -i 0); else sched=(nice -n "$n"); fi
+  taskset -c "$TOOL_CPU" "${sched[@]}" "$LEVEE_BIN" bench surge --target "$listen" --threads 1 \
     --surge-country "$SURGE_COUNTRY" --json-out "$json" "$@"
 }
 
@@ -209,11 +217,11 @@ surge() { # NAME ARGS...: one tool process (baseline clients; or the capacity ru
   run_end "$name"
 }
 
-split_surge() { # NAME RATE: the surge generator (nice 15, background, $out/NAME-surge.json)
+split_surge() { # NAME RATE: the surge generator (SURGE_SCHED, background, $out/NAME-surge.json)
                 # and the baseline clients (nice -5, foreground, $out/NAME.json), same timing
   local name="$1" rate="$2" rc=0
   run_begin "$name"
-  tool 15 "$out/$name-surge.json" "${open_loop[@]}" --no-baseline --surge-rate "$rate" \
+  tool "$SURGE_SCHED" "$out/$name-surge.json" "${open_loop[@]}" --no-baseline --surge-rate "$rate" \
     >"$out/$name-surge.txt" 2>&1 &
   surge_pid=$!
   tool -5 "$out/$name.json" "${baseline_args[@]}" "${open_loop[@]}" --surge-rate 0 |

@@ -108,6 +108,15 @@ impl RejectReason {
         }
     }
 
+    /// Whether a connection refused for this reason is closed with a reset. A flood's
+    /// refusals (buckets, tarpit, automatic cap, full queue) are: no FIN exchange and no
+    /// TIME_WAIT socket kept for each of thousands a second. Per-IP and `max_connections`
+    /// refusals get an orderly close (FIN): those come from well-behaved clients that
+    /// simply have too many connections open.
+    pub fn closes_with_reset(self) -> bool {
+        !matches!(self, RejectReason::PerIp | RejectReason::MaxConnections)
+    }
+
     /// Whether something was actually refused (false only for a dry run's "would have").
     pub fn is_refusal(self) -> bool {
         self != RejectReason::AutoCapDryRun

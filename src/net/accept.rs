@@ -59,6 +59,50 @@ pub async fn client_address(
     Ok(canonical(header.client_or(peer)))
 }
 
+/// Bytes peeked by `client_address_now`: a v1 line or a v2 header with up to ~200 bytes of
+/// TLVs; a longer header is left to `client_address`.
+pub const EARLY_PEEK: usize = 256;
+
+/// The client address of a just-accepted connection, decided from bytes already received,
+/// without waiting: `(address, length of the PROXY header to take off the socket)`, the
+/// length 0 when the listener takes no header. `None` when it cannot be decided now (the
+/// header is not complete yet, or longer than `EARLY_PEEK`) or something is wrong
+/// (untrusted peer, malformed header): `client_address` then waits for it, or reports it.
+/// `tcp` must be non-blocking.
+pub fn client_address_now(
+    tcp: &std::net::TcpStream,
+    peer: SocketAddr,
+    policy: &ClientAddressPolicy,
+) -> Option<(SocketAddr, usize)> {
+    let Some(accept) = policy.proxy_protocol else {
+        return Some((canonical(peer), 0));
+    };
+    if !policy.trusted_proxies.contains(peer.ip()) {
+        return None;
+    }
+    let mut buf = [0u8; EARLY_PEEK];
+    let n = tcp.peek(&mut buf).ok()?;
+    let (header, len) = proxy_protocol::parse(buf.get(..n)?, accept).ok()??;
+    Some((canonical(header.client_or(peer)), len))
+}
+
+/// Takes the `len` bytes of a PROXY header already framed by `client_address_now` off the
+/// socket (they were peeked, so they are there), within `limit` all the same.
+pub async fn skip_header(
+    tcp: &mut TcpStream,
+    len: usize,
+    limit: Duration,
+) -> Result<(), ClientAddrError> {
+    let mut buf = [0u8; EARLY_PEEK];
+    let bytes = buf.get_mut(..len).ok_or(ParseError::NotProxy)?;
+    match tokio::time::timeout(limit, tcp.read_exact(bytes)).await {
+        Err(_) => Err(ClientAddrError::Timeout(limit)),
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => Err(ClientAddrError::Closed),
+        Ok(Err(e)) => Err(e.into()),
+    }
+}
+
 fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
@@ -247,5 +291,68 @@ mod tests {
             .unwrap();
         assert_eq!(addr, peer);
         assert_eq!(rest(&mut server, 5).await, b"PROXY");
+    }
+    /// Waits until `n` bytes are readable on `server`, without reading them.
+    async fn wait_for(server: &TcpStream, n: usize) {
+        let mut buf = vec![0; n];
+        for _ in 0..200 {
+            if server.peek(&mut buf).await.unwrap() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("{n} bytes never arrived");
+    }
+
+    #[tokio::test]
+    async fn at_accept_decides_from_bytes_already_in_and_skips_only_the_header() {
+        let trusted = policy(Some(Accept::Any), &["127.0.0.1/32"]);
+        let (mut client, server, peer) = pair().await;
+        let line = b"PROXY TCP4 192.0.2.10 127.0.0.1 5 6\r\n";
+        client.write_all(line).await.unwrap();
+        client.write_all(b"HELLO").await.unwrap();
+        wait_for(&server, line.len() + 5).await;
+        let std_server = server.into_std().unwrap();
+        let (addr, len) = client_address_now(&std_server, peer, &trusted).unwrap();
+        assert_eq!((addr, len), ("192.0.2.10:5".parse().unwrap(), line.len()));
+        // Peeking took nothing: the header is skipped, and what follows is intact.
+        let mut server = TcpStream::from_std(std_server).unwrap();
+        skip_header(&mut server, len, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(rest(&mut server, 5).await, b"HELLO");
+
+        // Without PROXY protocol the peer is the client and nothing is to be skipped.
+        let (_client, server, peer) = pair().await;
+        let std_server = server.into_std().unwrap();
+        let off = client_address_now(&std_server, peer, &policy(None, &[]));
+        assert_eq!(off, Some((peer, 0)));
+    }
+
+    #[tokio::test]
+    async fn at_accept_leaves_partial_untrusted_and_malformed_to_the_task() {
+        let trusted = policy(Some(Accept::Any), &["127.0.0.1/32"]);
+        // Nothing yet, then half a header: not decided now (the task waits for the rest).
+        let (mut client, server, peer) = pair().await;
+        let std_server = server.into_std().unwrap();
+        assert_eq!(client_address_now(&std_server, peer, &trusted), None);
+        client.write_all(b"PROXY TCP4 192.0.2.10 ").await.unwrap();
+        let server = TcpStream::from_std(std_server).unwrap();
+        wait_for(&server, 10).await;
+        let std_server = server.into_std().unwrap();
+        assert_eq!(client_address_now(&std_server, peer, &trusted), None);
+
+        // Untrusted peer and garbage: left to `client_address`, which reports them.
+        let (mut client, server, peer) = pair().await;
+        client.write_all(b"PROXY UNKNOWN\r\n").await.unwrap();
+        wait_for(&server, 15).await;
+        let std_server = server.into_std().unwrap();
+        let untrusted = policy(Some(Accept::Any), &["10.0.0.0/8"]);
+        assert_eq!(client_address_now(&std_server, peer, &untrusted), None);
+        let (mut client, server, peer) = pair().await;
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        wait_for(&server, 18).await;
+        let std_server = server.into_std().unwrap();
+        assert_eq!(client_address_now(&std_server, peer, &trusted), None);
     }
 }

@@ -13,6 +13,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, field};
 
+use super::early::Resolved;
 use super::headers::ClientSide;
 use super::idle::IdleTracker;
 use super::service;
@@ -127,18 +128,36 @@ impl Drop for OpenConnection {
     }
 }
 
+/// An accepted TCP connection about to be served.
+#[derive(Debug)]
+pub struct Accepted {
+    /// The socket.
+    pub tcp: TcpStream,
+    /// Its `max_connections` slot, held until it closes.
+    pub permit: ConnectionPermit,
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// Client address, tag and admission, when the accept loop already decided them
+    /// (`proxy::early`); `None`: the connection's task reads the PROXY header and decides.
+    pub resolved: Option<Box<Resolved>>,
+}
+
 /// Serves one accepted TCP connection to the end. `drain` is cancelled when the connection
 /// must wind down (worker shutdown, or its listener removed by a reload): a handshake in
 /// progress is dropped, requests in flight finish, then the connection closes.
 pub async fn serve_connection(
-    tcp: TcpStream,
-    permit: ConnectionPermit,
-    peer: SocketAddr,
+    accepted: Accepted,
     snapshot: Rc<SnapshotHandle>,
     listener: Arc<Listener>,
     worker: Rc<WorkerCtx>,
     drain: CancellationToken,
 ) {
+    let Accepted {
+        tcp,
+        permit,
+        peer,
+        resolved,
+    } = accepted;
     let span = tracing::info_span!(
         "conn",
         worker = worker.id,
@@ -148,7 +167,7 @@ pub async fn serve_connection(
         sni = field::Empty,
         alpn = field::Empty,
     );
-    serve(tcp, peer, snapshot, listener, worker, drain)
+    serve(tcp, peer, snapshot, listener, worker, drain, resolved)
         .instrument(span)
         .await;
     // The process-wide slot is held until the connection is over.
@@ -162,33 +181,46 @@ async fn serve(
     listener: Arc<Listener>,
     worker: Rc<WorkerCtx>,
     drain: CancellationToken,
+    resolved: Option<Box<Resolved>>,
 ) {
-    // The real client address, before anything is tagged or counted by it: the PROXY header
-    // (only from trusted_proxies, within proxy_protocol_timeout), else the TCP peer.
-    let policy = &listener.client_address;
-    let resolved = tokio::select! {
-        r = net::client_address(&mut tcp, transport_peer, policy) => r,
-        _ = drain.cancelled() => return,
-    };
-    let client_addr: SocketAddr = match resolved {
-        Ok(addr) => addr,
-        Err(e) => {
-            debug!(error = %e, "connection refused before TLS");
-            return;
+    let resolved = match resolved {
+        // Decided at accept: only the PROXY header's bytes are left to take off the socket.
+        Some(r) => {
+            let limit = listener.client_address.proxy_protocol_timeout;
+            if let Err(e) = net::skip_header(&mut tcp, r.header_len, limit).await {
+                debug!(error = %e, "connection lost before TLS");
+                return;
+            }
+            *r
+        }
+        None => {
+            match resolve(
+                &mut tcp,
+                transport_peer,
+                &snapshot,
+                &listener,
+                &worker,
+                &drain,
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(Some(reason)) => return refused(&tcp, reason),
+                Err(None) => return,
+            }
         }
     };
+    let Resolved {
+        client: client_addr,
+        header_len: _,
+        tag,
+        admitted,
+    } = resolved;
     if client_addr != transport_peer {
         tracing::Span::current().record("client", field::display(client_addr));
     }
-    let tag = snapshot.client_tag(client_addr.ip());
     let country = tag.country;
     let admission = &snapshot.admission;
-    // Buckets, automatic cap, per-IP cap: all on the real client address, before TLS.
-    let admitted =
-        match super::admit::admit(&worker, admission, client_addr.ip(), &tag, &drain).await {
-            Ok(admitted) => admitted,
-            Err(reason) => return refused(&tcp, reason),
-        };
     // max_handshakes_in_flight: once the ClientHello is in, wait for a handshake slot
     // (fair queue) before any reply; the slot is held until the handshake ends.
     let limits = GateLimits {
@@ -276,13 +308,47 @@ async fn serve(
     serve_http(outcome.stream, builder, ctx, drain).await;
 }
 
-/// Ends a connection refused by admission control. A flood's refusals (buckets, tarpit,
-/// automatic cap, full handshake queue) are closed with a reset: no FIN exchange and no
-/// TIME_WAIT socket kept for each of thousands a second. A per-IP refusal gets an orderly
-/// close (FIN), like `max_connections`: those come from well-behaved clients that simply
-/// have too many connections open.
+/// Reads the real client address (the PROXY header, only from trusted_proxies, within
+/// proxy_protocol_timeout; else the TCP peer), tags it and admits it (buckets, automatic
+/// cap, per-IP cap, a tarpit's hold): what `proxy::early` does at accept when the header is
+/// already in. `Err(Some(reason))`: refused by admission; `Err(None)`: the header failed,
+/// or `drain` was cancelled first.
+async fn resolve(
+    tcp: &mut TcpStream,
+    transport_peer: SocketAddr,
+    snapshot: &Snapshot,
+    listener: &Listener,
+    worker: &WorkerCtx,
+    drain: &CancellationToken,
+) -> Result<Resolved, Option<RejectReason>> {
+    let policy = &listener.client_address;
+    let read = tokio::select! {
+        r = net::client_address(tcp, transport_peer, policy) => r,
+        _ = drain.cancelled() => return Err(None),
+    };
+    let client = match read {
+        Ok(addr) => addr,
+        Err(e) => {
+            debug!(error = %e, "connection refused before TLS");
+            return Err(None);
+        }
+    };
+    let tag = snapshot.client_tag(client.ip());
+    let admitted = super::admit::admit(worker, &snapshot.admission, client.ip(), &tag, drain)
+        .await
+        .map_err(Some)?;
+    Ok(Resolved {
+        client,
+        header_len: 0,
+        tag,
+        admitted,
+    })
+}
+
+/// Ends a connection refused by admission control, with a reset when the reason calls for
+/// one (see `RejectReason::closes_with_reset`).
 fn refused(tcp: &TcpStream, reason: RejectReason) {
-    if reason != RejectReason::PerIp {
+    if reason.closes_with_reset() {
         let _ = tcp.set_zero_linger();
     }
 }

@@ -9,6 +9,7 @@ pub mod acquire;
 pub mod admit;
 pub mod body;
 pub mod conn;
+pub mod early;
 pub mod error;
 pub mod headers;
 pub mod idle;
@@ -16,4 +17,4 @@ pub mod route;
 pub mod service;
 pub mod upstream;
 
-pub use conn::{ConnCtx, WorkerCtx, serve_connection};
+pub use conn::{Accepted, ConnCtx, WorkerCtx, serve_connection};

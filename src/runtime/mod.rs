@@ -1,5 +1,6 @@
 //! Threads: the per-core workers and their SO_REUSEPORT listening sockets.
 
+pub mod accept;
 pub mod listen;
 pub mod local_snapshot;
 pub mod worker;

@@ -13,25 +13,23 @@ use std::time::Duration;
 use std::collections::HashMap;
 
 use arc_swap::ArcSwap;
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle as TaskHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
-use crate::admission::{Admission, HandshakeGate, RejectReason};
-use crate::config::{Listener, Snapshot};
+use crate::admission::{Admission, HandshakeGate};
+use crate::config::Snapshot;
+use crate::proxy::WorkerCtx;
 use crate::proxy::upstream::UpstreamPool;
-use crate::proxy::{WorkerCtx, serve_connection};
 use crate::stats::Shard;
 
-use super::{LocalSnapshot, SnapshotHandle};
+use super::LocalSnapshot;
+use super::accept::{self, AcceptCtx};
 
 /// How often idle upstream connections are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
-/// Pause after an accept error such as EMFILE, instead of spinning.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Everything a worker thread starts with.
 #[derive(Debug)]
@@ -166,7 +164,7 @@ fn listen(
     worker: &Rc<WorkerCtx>,
     connections: &TaskTracker,
 ) {
-    match TcpListener::from_std(socket) {
+    match accept::listening(socket) {
         Ok(listener) => {
             let old = accept_loops.remove(&name);
             let drain = old
@@ -175,76 +173,16 @@ fn listen(
             if let Some(old) = old {
                 old.task.abort();
             }
-            let task = tokio::task::spawn_local(accept_loop(
-                name.clone(),
-                listener,
-                Rc::clone(worker),
-                connections.clone(),
-                drain.clone(),
-            ));
+            let ctx = AcceptCtx {
+                name: name.clone(),
+                worker: Rc::clone(worker),
+                connections: connections.clone(),
+                drain: drain.clone(),
+            };
+            let task = tokio::task::spawn_local(accept::accept_loop(listener, ctx));
             accept_loops.insert(name, Accepting { task, drain });
         }
         Err(e) => warn!(worker = worker.id, listener = %name, error = %e, "cannot use socket"),
-    }
-}
-
-async fn accept_loop(
-    name: String,
-    listener: TcpListener,
-    worker: Rc<WorkerCtx>,
-    connections: TaskTracker,
-    drain: CancellationToken,
-) {
-    // The last snapshot that had this listener: a connection accepted after a reload removed
-    // the listener, but before this loop is told to stop, is still served (on it).
-    let mut last: Option<(Rc<SnapshotHandle>, Arc<Listener>)> = None;
-    loop {
-        let (tcp, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // EMFILE/ENFILE/ENOBUFS and friends: back off instead of spinning.
-                debug!(listener = %name, error = %e, "accept failed");
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        let newest = worker.snapshot.current();
-        if last
-            .as_ref()
-            .is_none_or(|(seen, _)| !Rc::ptr_eq(seen, &newest))
-        {
-            if let Some(l) = newest.listener(&name) {
-                last = Some((Rc::clone(&newest), Arc::clone(l)));
-            }
-        }
-        let Some((snapshot, l)) = &last else {
-            info!(listener = %name, "listener not configured; closing its socket");
-            return;
-        };
-        let (snapshot, l) = (Rc::clone(snapshot), Arc::clone(l));
-        // max_connections: refused here, before anything is read (PROXY header or TLS).
-        // Dropping the socket closes it at once; a client that already sent its ClientHello
-        // gets a reset, one that did not gets a FIN.
-        let limit = snapshot.admission.max_connections;
-        let Some(permit) = worker.admission.connections.try_acquire(limit) else {
-            let country = snapshot.client_tag(peer.ip()).country;
-            worker
-                .shard
-                .admission_rejected(country, RejectReason::MaxConnections);
-            debug!(listener = %name, %peer, "refused: max_connections");
-            drop(tcp);
-            continue;
-        };
-        connections.spawn_local(serve_connection(
-            tcp,
-            permit,
-            peer,
-            snapshot,
-            l,
-            Rc::clone(&worker),
-            drain.clone(),
-        ));
     }
 }
 

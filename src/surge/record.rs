@@ -48,6 +48,8 @@ pub struct Row {
     pub failures: [u64; FAILURES],
     /// Latencies of the successes, microseconds.
     pub latencies_us: Vec<u32>,
+    /// When each success (same order as `latencies_us`) arrived, ms from the start.
+    pub arrivals_ms: Vec<u32>,
 }
 
 /// The shared record of a run: one [`Row`] per country and kind, and opened connections per
@@ -99,6 +101,8 @@ impl Recorder {
                 row.ok += 1;
                 let us = u32::try_from(latency.as_micros()).unwrap_or(u32::MAX);
                 row.latencies_us.push(us);
+                row.arrivals_ms
+                    .push(u32::try_from(at.as_millis()).unwrap_or(u32::MAX));
             }
             Err(f) => row.failures[f as usize] += 1,
         }

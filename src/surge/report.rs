@@ -95,8 +95,23 @@ pub struct Stats {
     pub p99_ms: f64,
     /// Largest.
     pub max_ms: f64,
+    /// The slowest successes (at most `SLOWEST`, slowest first) and when they arrived: shows
+    /// whether a p99 comes from one moment (the surge's first second) or from all along.
+    pub slowest: Vec<Slow>,
     /// Failures by kind.
     pub errors: Errors,
+}
+
+/// How many of the slowest successes a [`Stats`] lists.
+pub const SLOWEST: usize = 5;
+
+/// One slow success.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Slow {
+    /// Arrival, seconds from the start of the run.
+    pub at_s: f64,
+    /// Latency, milliseconds.
+    pub ms: f64,
 }
 
 /// Failures by kind.
@@ -118,6 +133,21 @@ pub struct Errors {
 
 impl Stats {
     fn of(mut row: Row) -> Self {
+        let mut by_latency: Vec<(u32, u32)> = row
+            .latencies_us
+            .iter()
+            .copied()
+            .zip(row.arrivals_ms.iter().copied())
+            .collect();
+        by_latency.sort_unstable_by(|a, b| b.cmp(a));
+        let slowest = by_latency
+            .iter()
+            .take(SLOWEST)
+            .map(|&(us, at)| Slow {
+                at_s: f64::from(at) / 1000.0,
+                ms: f64::from(us) / 1000.0,
+            })
+            .collect();
         row.latencies_us.sort_unstable();
         let f = |k: Failure| row.failures[k as usize];
         Self {
@@ -134,6 +164,7 @@ impl Stats {
                 .latencies_us
                 .last()
                 .map_or(0.0, |&us| f64::from(us) / 1000.0),
+            slowest,
             errors: Errors {
                 refused: f(Failure::Refused),
                 timeout: f(Failure::Timeout),
@@ -172,6 +203,7 @@ pub fn build(plan: &Plan, rec: &Recorder, lag: Lag, capacity: Option<Capacity>) 
                 *a += b;
             }
             all.latencies_us.extend_from_slice(&ka.latencies_us);
+            all.arrivals_ms.extend_from_slice(&ka.arrivals_ms);
             CountryReport {
                 country: c.code.clone(),
                 role: c.role,
@@ -336,11 +368,15 @@ mod tests {
             attempts: 4,
             ok: 2,
             latencies_us: vec![3000, 1000],
+            arrivals_ms: vec![12_500, 11_000],
             ..Row::default()
         };
         row.failures[Failure::Skipped as usize] = 2;
         let s = Stats::of(row);
         assert_eq!(s.success_rate, 0.5);
         assert_eq!((s.p50_ms, s.max_ms, s.errors.skipped), (1.0, 3.0, 2));
+        // The slowest first, each with its own arrival time.
+        let slowest: Vec<(f64, f64)> = s.slowest.iter().map(|x| (x.at_s, x.ms)).collect();
+        assert_eq!(slowest, [(12.5, 3.0), (11.0, 1.0)]);
     }
 }
