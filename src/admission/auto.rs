@@ -22,12 +22,16 @@ use super::gcra::{Cell, Clock, Rate};
 use super::settings::AutoSettings;
 use super::shares::FairShares;
 use crate::geo::country::{self, COUNTRY_COUNT};
-use crate::stats::{CountryIdx, StatsView};
+use crate::stats::{CountryIdx, Onset, StatsView};
 
 /// A handshake wait within this many milliseconds means "near handshake capacity".
 pub const NEAR_CAPACITY_MS: u64 = 2000;
 /// Smallest cap, new connections a second (a country with no baseline is not shut out).
 pub const MIN_CAP: f64 = 1.0;
+/// How often the control thread looks for a fast onset between stats ticks.
+pub const ONSET_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+/// Seconds after a country's cap ended during which it gets no fast onset.
+pub const ONSET_QUIET_S: f64 = 10.0;
 
 /// The caps the workers check.
 #[derive(Debug)]
@@ -139,6 +143,8 @@ pub enum CapEvent {
 pub struct AutoController {
     active: BTreeMap<u16, ActiveCap>,
     frozen: BTreeMap<u16, f64>,
+    /// Unix time each country's last cap ended: no fast onset for it within `ONSET_QUIET_S`.
+    ended_at: BTreeMap<u16, f64>,
 }
 
 impl AutoController {
@@ -169,6 +175,7 @@ impl AutoController {
         for k in ended {
             if let Some(cap) = self.active.remove(&k) {
                 caps.set(cap.country, None);
+                self.ended_at.insert(k, now_unix);
                 events.push(CapEvent::Ended(cap));
             }
         }
@@ -192,6 +199,73 @@ impl AutoController {
             events.push(CapEvent::Started(cap));
         }
         events
+    }
+}
+
+impl AutoController {
+    /// The fast onset, between stats ticks: caps at once each country of `onsets` (whose
+    /// spike the next tick would flag, see `Windows::onsets`) while near capacity, instead of
+    /// up to a second later at the tick, which then keeps the cap while the spike lasts.
+    /// A country whose cap ended within `ONSET_QUIET_S` waits for the tick, so a cap the tick
+    /// did not confirm cannot flap.
+    pub fn onset(
+        &mut self,
+        onsets: &[Onset],
+        settings: &AutoSettings,
+        shares: &FairShares,
+        caps: &AutoCaps,
+        now_unix: f64,
+    ) -> Vec<CapEvent> {
+        if !settings.enabled || !shares.saturated_within(NEAR_CAPACITY_MS) {
+            return Vec::new();
+        }
+        let mut events = Vec::new();
+        for o in onsets {
+            let k = o.country.0;
+            let quiet = self
+                .ended_at
+                .get(&k)
+                .is_some_and(|&at| now_unix - at < ONSET_QUIET_S);
+            if self.active.contains_key(&k) || quiet {
+                continue;
+            }
+            let cap = ActiveCap {
+                country: o.country,
+                cap_per_sec: (o.baseline * settings.headroom).max(MIN_CAP),
+                baseline: o.baseline,
+                ratio: o.ratio,
+                since: now_unix,
+                dry_run: settings.dry_run,
+            };
+            caps.set(cap.country, Some(cap.cap_per_sec));
+            self.active.insert(k, cap.clone());
+            events.push(CapEvent::Started(cap));
+        }
+        events
+    }
+}
+
+/// The control thread's admission work between stats ticks (every `ONSET_EVERY`): the fast
+/// onset of caps for the countries of `onsets`, logged and published like the tick's.
+pub fn after_onset(
+    onsets: &[Onset],
+    settings: &AutoSettings,
+    admission: &super::Admission,
+    ctl: &mut AutoController,
+) {
+    let now = crate::stats::unix_now();
+    let events = ctl.onset(onsets, settings, &admission.shares, &admission.auto, now);
+    publish(&events, admission, ctl);
+}
+
+/// Logs `events` and, if there are any, publishes the caps in force.
+fn publish(events: &[CapEvent], admission: &super::Admission, ctl: &AutoController) {
+    for e in events {
+        log_event(e);
+    }
+    if !events.is_empty() {
+        let caps: Vec<ActiveCap> = ctl.active().cloned().collect();
+        admission.auto_view.store(std::sync::Arc::new(caps));
     }
 }
 
@@ -222,13 +296,7 @@ pub fn after_tick(
         &admission.auto,
         crate::stats::unix_now(),
     );
-    for e in &events {
-        log_event(e);
-    }
-    if !events.is_empty() {
-        let caps: Vec<ActiveCap> = ctl.active().cloned().collect();
-        admission.auto_view.store(std::sync::Arc::new(caps));
-    }
+    publish(&events, admission, ctl);
 }
 
 /// Logs a cap event once, on `levee::admission`.
@@ -311,5 +379,46 @@ mod tests {
         assert!(matches!(&events[..], [CapEvent::Ended(_)]));
         assert_eq!(caps.check(br), CapCheck::Pass);
         assert_eq!(ctl.active().count(), 0);
+    }
+    #[test]
+    fn fast_onset_caps_at_once_near_capacity_and_never_flaps() {
+        let (caps, shares) = (AutoCaps::default(), FairShares::default());
+        let settings = AutoSettings {
+            enabled: true,
+            dry_run: false,
+            headroom: 2.0,
+        };
+        let br = country::index_of("BR");
+        let onset = [Onset {
+            country: br,
+            rate: 500.0,
+            baseline: 10.0,
+            ratio: 50.0,
+        }];
+        let mut ctl = AutoController::default();
+        assert!(
+            ctl.onset(&onset, &settings, &shares, &caps, 1.0).is_empty(),
+            "not near capacity"
+        );
+        shares.mark_saturated();
+        let events = ctl.onset(&onset, &settings, &shares, &caps, 1.1);
+        assert!(matches!(&events[..], [CapEvent::Started(c)] if c.cap_per_sec == 20.0));
+        assert!(
+            ctl.onset(&onset, &settings, &shares, &caps, 1.2).is_empty(),
+            "once"
+        );
+        // The tick keeps it while the spike is flagged, ends it when it is not.
+        assert!(
+            ctl.tick(&view_with_spike(Some(br)), &settings, &shares, &caps, 2.0)
+                .is_empty()
+        );
+        let events = ctl.tick(&view_with_spike(None), &settings, &shares, &caps, 3.0);
+        assert!(matches!(&events[..], [CapEvent::Ended(_)]));
+        // No fast onset again within the quiet period; after it, there is.
+        let quiet = ctl.onset(&onset, &settings, &shares, &caps, 3.0 + ONSET_QUIET_S - 1.0);
+        assert!(quiet.is_empty());
+        assert_eq!(caps.check(br), CapCheck::Pass);
+        let events = ctl.onset(&onset, &settings, &shares, &caps, 3.0 + ONSET_QUIET_S);
+        assert!(matches!(&events[..], [CapEvent::Started(_)]));
     }
 }

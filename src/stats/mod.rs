@@ -29,4 +29,4 @@ pub use view::{
     AsnView, CountryView, HISTORY_SECONDS, SpikeView, StatsView, TOP_ASNS, TotalRates, has_traffic,
     per_country, per_country_into,
 };
-pub use window::{HYSTERESIS, MIN_BASELINE_SECONDS, SHORT_WINDOW, SpikeEvent, Windows};
+pub use window::{HYSTERESIS, MIN_BASELINE_SECONDS, Onset, SHORT_WINDOW, SpikeEvent, Windows};

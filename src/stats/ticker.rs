@@ -1,5 +1,6 @@
 //! The control thread's stats task: once a second it reads the shards, advances the
-//! windows (`window`), publishes the new view for the admin API and logs spike events.
+//! windows (`window`), publishes the new view for the admin API and logs spike events;
+//! with `[admission] auto`, it also looks for a cap's fast onset ten times a second.
 //! It runs on the control thread only; workers never wait for it.
 
 use std::net::IpAddr;
@@ -93,10 +94,24 @@ pub async fn run(
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     interval.tick().await;
     let mut last = Instant::now();
+    // Between ticks: the automatic cap's fast onset (only with `[admission] auto`).
+    let mut onset = tokio::time::interval(crate::admission::auto::ONSET_EVERY);
+    onset.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
-            _ = interval.tick() => {}
+            biased;
             _ = shutdown.cancelled() => return,
+            _ = interval.tick() => {}
+            _ = onset.tick() => {
+                let snapshot = config.load();
+                let settings = &snapshot.admission.auto;
+                if settings.enabled {
+                    per_country_into(&shards, &mut counters);
+                    let onsets = windows.onsets(&counters, &snapshot.stats);
+                    crate::admission::auto::after_onset(&onsets, settings, &admission, &mut auto);
+                }
+                continue;
+            }
         }
         let elapsed = last.elapsed();
         last = Instant::now();

@@ -253,6 +253,68 @@ impl Windows {
     }
 }
 
+/// A country whose spike would start at the next tick if the second in progress ended now.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Onset {
+    /// The country.
+    pub country: CountryIdx,
+    /// Its projected offered 10 s rate: the last 9 seconds plus the second in progress.
+    pub rate: f64,
+    /// Its baseline.
+    pub baseline: f64,
+    /// `rate / max(baseline, spike_floor)`.
+    pub ratio: f64,
+}
+
+impl Windows {
+    /// The countries not spiking whose spike would start at the next tick if the second in
+    /// progress ended now (`now_counters`: cumulative, as for `advance`): the same rule on
+    /// the offered 10 s rate projected from the last 9 seconds and the offered connections
+    /// since the last tick. That partial second only grows until the tick, so the tick flags
+    /// such a spike in all but corner cases (the baseline moves by the second leaving the
+    /// window). For the automatic cap's fast onset (`admission::auto`), between ticks.
+    pub fn onsets(
+        &self,
+        now_counters: &[CountersSnapshot],
+        settings: &StatsSettings,
+    ) -> Vec<Onset> {
+        let next = self.t + 1;
+        if !baseline_ready(next) {
+            return Vec::new();
+        }
+        let mut found = Vec::new();
+        for (i, cur) in now_counters.iter().enumerate().take(self.prev.len()) {
+            let prev = &self.prev[i];
+            let partial = cur.connections.saturating_sub(prev.connections)
+                + cur
+                    .refused_before_open()
+                    .saturating_sub(prev.refused_before_open());
+            if partial == 0 {
+                continue;
+            }
+            let (last, baseline) = match &self.countries[i] {
+                Some(w) if w.spike.is_some() => continue,
+                Some(w) => {
+                    let s = w.sum(self.t, SHORT_WINDOW - 1);
+                    (s[CONN] + s[REFUSED], w.baseline)
+                }
+                None => (0, 0.0),
+            };
+            let rate = (last + partial) as f64 / SHORT_WINDOW as f64;
+            let ratio = rate / baseline.max(settings.spike_floor);
+            if ratio >= settings.spike_threshold && rate >= settings.spike_min_rate {
+                found.push(Onset {
+                    country: CountryIdx(u16::try_from(i).unwrap_or(0)),
+                    rate,
+                    baseline,
+                    ratio,
+                });
+            }
+        }
+        found
+    }
+}
+
 /// The counts of `cur - prev` as one second (saturating: a racy read never goes negative).
 fn delta(cur: &CountersSnapshot, prev: &CountersSnapshot) -> Sum {
     let d = |a: u64, b: u64| a.saturating_sub(b);

@@ -348,3 +348,48 @@ fn a_country_refused_before_open_keeps_its_spike() {
         "the offered rate, 9 of 10 s at 60/s"
     );
 }
+
+#[test]
+fn onsets_predict_the_spike_the_next_tick_flags() {
+    let steady = [(BR, 5), (DE, 5)];
+    // Mid-second, before the baseline is ready: nothing, however large.
+    let mut young = Feed::new(short_half_life());
+    young.steady(11, &steady);
+    young.conns(BR, 1_000);
+    assert!(
+        young
+            .windows
+            .onsets(&young.counters, &young.settings)
+            .is_empty()
+    );
+
+    let mut f = Feed::new(short_half_life());
+    f.steady(15, &steady);
+    // Part of a second: BR 100 opened + 200 refused before open, DE at its rate.
+    f.conns(BR, 100);
+    f.refused(BR, RejectReason::AutoCap, 200);
+    f.conns(DE, 5);
+    let onsets = f.windows.onsets(&f.counters, &f.settings);
+    assert_eq!(onsets.len(), 1, "{onsets:?}");
+    let o = onsets[0];
+    // The last 9 seconds (9 x 5) plus this one's 300.
+    assert_eq!(o.country, BR);
+    assert!((o.rate - 34.5).abs() < 1e-9, "{o:?}");
+    assert!((o.baseline - 5.0).abs() < 1e-9 && (o.ratio - 6.9).abs() < 1e-9);
+    // The tick that ends this second flags it; from then on it is no onset.
+    let v = f.tick();
+    assert!(v.country(BR).unwrap().spiking);
+    f.conns(BR, 300);
+    assert!(f.windows.onsets(&f.counters, &f.settings).is_empty());
+}
+
+#[test]
+fn onsets_need_the_rate_and_the_ratio() {
+    let mut f = Feed::new(short_half_life());
+    f.steady(20, &[(BR, 5), (DE, 30)]);
+    // BR: (45 + 50) / 10 = 9.5/s, under spike_min_rate. DE: (270 + 100) / 10 = 37/s, over
+    // the min rate but 1.2x its baseline.
+    f.conns(BR, 50);
+    f.conns(DE, 100);
+    assert!(f.windows.onsets(&f.counters, &f.settings).is_empty());
+}

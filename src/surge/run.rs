@@ -46,9 +46,13 @@ pub struct Ctx {
     slots: [Arc<Semaphore>; 2],
     sizes: [usize; 2],
     late: AtomicU64,
+    late_at_us: std::sync::Mutex<Vec<u64>>,
     max_lag_us: AtomicU64,
     last_start_us: AtomicU64,
 }
+
+/// How many late starts `Lag::late_starts_at_s` lists.
+const LATE_LISTED: usize = 32;
 
 /// What hello-mode connections send, built once before the run: a pool of ClientHellos and,
 /// per country, one PROXY v2 header per client address (each with a fixed source port).
@@ -93,12 +97,15 @@ enum Visitor {
 }
 
 /// How far behind schedule the client fell (open loop).
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Lag {
     /// Arrivals started more than [`LATE`] after their time.
     pub late_starts: u64,
     /// Largest delay of a start, milliseconds.
     pub max_lag_ms: f64,
+    /// When the first late starts (up to 32) were due, seconds from the start of the run: a
+    /// latency outlier at the same moment was the client's, not the server's.
+    pub late_starts_at_s: Vec<f64>,
     /// When the last new-connection arrival actually started, seconds from the start of the
     /// run (0 when none): past `duration_s` when the client fell behind. Arrivals count in
     /// the window by their scheduled time, so `attempts / window` is the target rate
@@ -134,6 +141,7 @@ impl Ctx {
                 plan.max_in_flight - plan.baseline_slots,
             ],
             late: AtomicU64::new(0),
+            late_at_us: std::sync::Mutex::default(),
             max_lag_us: AtomicU64::new(0),
             last_start_us: AtomicU64::new(0),
         }
@@ -197,6 +205,15 @@ impl Ctx {
         self.last_start_us.fetch_max(since, Ordering::Relaxed);
         if lag > LATE {
             self.late.fetch_add(1, Ordering::Relaxed);
+            let due_us = u64::try_from(due.saturating_duration_since(self.start).as_micros())
+                .unwrap_or(u64::MAX);
+            let mut at = self
+                .late_at_us
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if at.len() < LATE_LISTED {
+                at.push(due_us);
+            }
         }
         let us = u64::try_from(lag.as_micros()).unwrap_or(u64::MAX);
         self.max_lag_us.fetch_max(us, Ordering::Relaxed);
@@ -207,6 +224,13 @@ impl Ctx {
         Lag {
             late_starts: self.late.load(Ordering::Relaxed),
             max_lag_ms: self.max_lag_us.load(Ordering::Relaxed) as f64 / 1000.0,
+            late_starts_at_s: self
+                .late_at_us
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .iter()
+                .map(|&us| us as f64 / 1e6)
+                .collect(),
             last_start_s: self.last_start_us.load(Ordering::Relaxed) as f64 / 1e6,
         }
     }
