@@ -462,7 +462,8 @@ async fn a_country_refused_before_open_shows_its_shed_traffic() {
     assert_eq!(doc.get("levee_connections_total", &br), 0.0, "BR has a row");
     let reasons = label_values(&doc, "levee_admission_rejected_total", "reason");
     assert!(!reasons.contains("auto_cap_dry_run"), "{reasons:?}");
-    assert_eq!(reasons.len(), 10);
+    assert!(reasons.contains("auto_cap_queued"), "{reasons:?}");
+    assert_eq!(reasons.len(), 11);
     let count = "levee_admission_handshake_queue_wait_seconds_count";
     assert_eq!(doc.get(count, &[]), 0.0);
     assert_eq!(

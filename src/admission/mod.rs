@@ -70,11 +70,15 @@ pub enum RejectReason {
     AutoCap = 9,
     /// `[admission] auto` with `dry_run`: the spike cap would have closed it (it was not).
     AutoCapDryRun = 10,
+    /// `[admission] auto`: admitted before its country's cap started, the connection was
+    /// still waiting for a handshake slot, and was over the cap when it got one; closed
+    /// before its handshake.
+    AutoCapQueued = 11,
 }
 
 impl RejectReason {
     /// Every reason, in discriminant order.
-    pub const ALL: [RejectReason; 11] = [
+    pub const ALL: [RejectReason; 12] = [
         RejectReason::MaxConnections,
         RejectReason::PerIp,
         RejectReason::HandshakeQueueFull,
@@ -86,6 +90,7 @@ impl RejectReason {
         RejectReason::FairShare,
         RejectReason::AutoCap,
         RejectReason::AutoCapDryRun,
+        RejectReason::AutoCapQueued,
     ];
 
     /// Number of reasons (the length of a shard's per-country counter array).
@@ -105,6 +110,7 @@ impl RejectReason {
             RejectReason::FairShare => "fair_share",
             RejectReason::AutoCap => "auto_cap",
             RejectReason::AutoCapDryRun => "auto_cap_dry_run",
+            RejectReason::AutoCapQueued => "auto_cap_queued",
         }
     }
 

@@ -540,6 +540,6 @@ fn load_cert(s: &mut Scope<'_>, raw: &RawCertificate, ctx: &BuildContext) -> Opt
 
 // The tests live in validate/tests.rs to keep this file about the rules.
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 #[cfg(test)]
 mod tests;

@@ -228,6 +228,7 @@ async fn serve(
         queue: admission.handshake_queue,
         timeout: admission.handshake_queue_timeout,
     };
+    let exempt = admitted.exempt_from_late_cap();
     let _ip_permit = admitted.ip_permit;
     worker.shard.connection_opened(country);
     if let Some(asn) = tag.asn {
@@ -267,9 +268,18 @@ async fn serve(
         return refused(&tcp, reason);
     }
     let gate = Rc::clone(&worker.handshakes);
+    let slot_worker = Rc::clone(&worker);
+    let slot_snapshot = Rc::clone(&ctx.snapshot);
     let slot = move |resuming: bool| async move {
         let priority = admitted.allowlisted || resuming;
-        gate.acquire(limits, Ticket { country, priority }).await
+        let permit = gate.acquire(limits, Ticket { country, priority }).await?;
+        let settings = &slot_snapshot.admission;
+        if !resuming && super::admit::meets_late_cap(&slot_worker, settings, exempt, country) {
+            // The slot goes straight back to the next waiter.
+            drop(permit);
+            return Err(RejectReason::AutoCapQueued);
+        }
+        Ok(permit)
     };
     let config = Arc::clone(&tls_settings.server_config);
     let deadline = tls_settings.handshake_timeout;

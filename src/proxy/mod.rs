@@ -15,6 +15,8 @@ pub mod headers;
 pub mod idle;
 pub mod route;
 pub mod service;
+#[cfg(test)]
+mod test_support;
 pub mod upstream;
 
 pub use conn::{Accepted, ConnCtx, WorkerCtx, serve_connection};

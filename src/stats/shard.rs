@@ -3,8 +3,8 @@
 //!
 //! A shard has one slot per country (`geo::country::COUNTRY_COUNT`, 253), each
 //! `CachePadded`. A slot is 384 bytes (counters 80, two 17-bucket histograms of 144), so a
-//! shard is 95 KiB of country slots plus 6.6 KiB of ASN table, plus 22 KiB of admission
-//! refusals (11 reasons a country, kept outside the padded slots), about 124 KiB a worker: small
+//! shard is 95 KiB of country slots plus 6.6 KiB of ASN table, plus 24 KiB of admission
+//! refusals (12 reasons a country, kept outside the padded slots), about 126 KiB a worker: small
 //! enough that the histograms keep all 17 buckets (100 µs .. 10 s, +Inf), the same buckets
 //! as `/metrics` exposes.
 
@@ -166,7 +166,7 @@ pub struct Shard {
     countries: Box<[CachePadded<Counters>]>,
     asns: Box<CachePadded<AsnTable>>,
     /// Refused connections and requests per country slot, by `RejectReason`. Kept outside
-    /// the padded slots (88 bytes a country, 22 KiB a shard): they are written only when
+    /// the padded slots (96 bytes a country, 24 KiB a shard): they are written only when
     /// something is refused, and only by this worker.
     rejected: Box<[[AtomicU64; RejectReason::COUNT]]>,
     /// Connections waiting in this worker's handshake queue now.

@@ -1,6 +1,6 @@
 //! The control thread's stats task: once a second it reads the shards, advances the
 //! windows (`window`), publishes the new view for the admin API and logs spike events;
-//! with `[admission] auto`, it also looks for a cap's fast onset ten times a second.
+//! with `[admission] auto`, it also looks for a cap's fast onset twenty times a second.
 //! It runs on the control thread only; workers never wait for it.
 
 use std::net::IpAddr;
