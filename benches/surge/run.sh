@@ -76,6 +76,10 @@ CAPACITY_MODE="${CAPACITY_MODE:-hello}"
 SURGE_MODE="${SURGE_MODE:-hello}"
 # The surge generator's scheduling on TOOL_CPU: idle (SCHED_IDLE, the default) or a niceness.
 SURGE_SCHED="${SURGE_SCHED:-idle}"
+# levee's certificate: generated (levee's own self-signed ECDSA P-256, the default) or rsa2048
+# (made here with openssl: an RSA signature costs levee about 10x an ECDSA one, so its
+# capacity is lower and 3x of it is within what one client core can offer).
+CERT="${CERT:-generated}"
 
 for n in DURATION CAP_DURATION SURGE_AFTER BASELINE_RATE KEEPALIVE_CLIENTS KEEPALIVE_RATE \
   CONCURRENCY PORT_BASE; do
@@ -85,6 +89,7 @@ done
 [[ "${CAPACITY:-0}" =~ ^[0-9]+$ && "$SURGE_FACTOR" =~ ^[0-9]+$ ]] ||
   { echo "run.sh: CAPACITY and SURGE_FACTOR must be whole numbers" >&2; exit 1; }
 (( SURGE_AFTER < DURATION )) || { echo "run.sh: SURGE_AFTER must be below DURATION" >&2; exit 1; }
+[[ "$CERT" == generated || "$CERT" == rsa2048 ]] || { echo "run.sh: CERT must be generated or rsa2048" >&2; exit 1; }
 for n in CAPACITY_MODE SURGE_MODE; do
   [[ "${!n}" == hello || "${!n}" == full ]] || { echo "run.sh: $n must be hello or full" >&2; exit 1; }
 done
@@ -142,13 +147,22 @@ taskset -c "$TOOL_CPU" "$LEVEE_BIN" bench backends "${backend_args[@]}" --max-ti
 backends_pid=$!
 wait_port "${backends[0]}" "$backends_pid"
 
+tls_block='[listeners.tls]'
+if [ "$CERT" = rsa2048 ]; then
+  command -v openssl >/dev/null || { echo "run.sh: CERT=rsa2048 needs openssl" >&2; exit 1; }
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/key.pem" -out "$work/cert.pem" \
+    -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost 2>/dev/null
+  tls_block="$(printf '[listeners.tls]\ncertificates = [{ cert = "%s", key = "%s" }]' \
+    "$work/cert.pem" "$work/key.pem")"
+fi
+
 start_levee() { # ADMISSION_BLOCK: writes the config and starts levee pinned to LEVEE_CPU
   {
     printf '[server]\nworkers = 1\naccess_log = false\nshutdown_timeout = "2s"\nbacklog = %s\n\n' "$BACKLOG"
     printf '[admin]\nlisten = "%s"\n\n' "$admin"
     printf '[admission]\n%s\n\n' "$1"
     printf '[[listeners]]\nname = "surge"\nlisten = "%s"\ndefault_pool = "demo"\n' "$listen"
-    printf 'proxy_protocol = "v2"\ntrusted_proxies = ["127.0.0.1/32"]\n[listeners.tls]\n\n'
+    printf 'proxy_protocol = "v2"\ntrusted_proxies = ["127.0.0.1/32"]\n%s\n\n' "$tls_block"
     printf '[pools.demo]\nalgorithm = "round_robin"\n'
     for b in "${backends[@]}"; do printf '[[pools.demo.backends]]\naddress = "%s"\n' "$b"; done
   } >"$work/levee.toml"
@@ -189,8 +203,13 @@ tool() { # NICE JSON ARGS...: one tool process pinned to TOOL_CPU at niceness NI
     --surge-country "$SURGE_COUNTRY" --json-out "$json" "$@"
 }
 
+steal_ticks() { # time the hypervisor took from LEVEE_CPU so far, in clock ticks
+  awk -v cpu="cpu$LEVEE_CPU" '$1 == cpu { print $9 + 0 }' /proc/stat
+}
+
 run_begin() { # NAME: notes levee's CPU time, the clock and the overflow counter
   echo "== $1"
+  st0="$(steal_ticks)"
   o0="$(listen_overflows)"
   t0="$(cpu_ticks "$levee_pid")"
   s0="$(date +%s%N)"
@@ -206,6 +225,9 @@ run_end() { # NAME: levee's CPU use over the run (% of one core) to $out/NAME.cp
   # before levee (and its admission control) sees them. Machine-wide counter.
   echo "$(( $(listen_overflows) - o0 ))" >"$out/$name.overflows"
   echo "accept-queue overflows (kernel, machine-wide): $(cat "$out/$name.overflows")"
+  # A shared virtual machine: time its host took from levee's core (stalls no one here caused).
+  echo "$(( ($(steal_ticks) - st0) * 1000 / $(getconf CLK_TCK) ))" >"$out/$name.steal_ms"
+  echo "steal on levee's core: $(cat "$out/$name.steal_ms") ms"
 }
 
 surge() { # NAME ARGS...: one tool process (baseline clients; or the capacity run), JSON to
@@ -279,10 +301,11 @@ stop_levee on
     sfile="$out/$run-surge.json"
     [ -f "$sfile" ] || sfile=/dev/null
     jq -rn --arg run "$run" --arg cpu "$(cat "$out/$run.cpu")" --arg ovf "$(cat "$out/$run.overflows")" \
+      --arg steal "$(cat "$out/$run.steal_ms")" \
       --slurpfile bf "$out/$run.json" --slurpfile sf "$sfile" '
       $bf[0] as $b | $sf[0] as $s
       | def lag(r): "\(r.client_lag.late_starts) late starts, max \(r.client_lag.max_lag_ms) ms";
-      "\($run): levee CPU \($cpu)%; accept-queue overflows \($ovf); baseline client lag \(lag($b)); " +
+      "\($run): levee CPU \($cpu)%; steal \($steal) ms; accept-queue overflows \($ovf); baseline client lag \(lag($b)); " +
       (if $s == null then "no surge"
        else
          ([$s.countries[] | select(.role == "surge")][0].new_connections) as $n
