@@ -14,14 +14,18 @@
 //!   countries by their baseline share; `handshake_queue`, `handshake_queue_timeout`).
 //! - [`shares`]: the fair queue's per-country weights, written by the control thread, and
 //!   the "near handshake capacity" signal.
-//! - [`auto`]: `[admission] auto` / `dry_run`: caps on a spiking country near capacity.
+//! - [`auto`]: `[admission] auto` / `dry_run`: caps on a spiking country near capacity,
+//!   started at a stats tick or, between ticks, by the fast onset.
 //! - [`upload`]: the minimum upload rate of request bodies (`min_upload_rate`), answered
 //!   with 408.
 //! - [`settings`]: the typed `[admission]` table.
 //!
 //! Where they run: `max_connections` in the accept loop; the allowlist, buckets, automatic
 //! cap and per-IP cap in `proxy::admit` once the PROXY header and GeoIP tag are known, before
-//! any TLS byte; the handshake gate in `tls::accept_tls_gated` once the ClientHello is in;
+//! any TLS byte: in the accept loop itself when the header is already in (`proxy::early`,
+//! so a refused connection gets no task), else in the connection's task; the handshake gate
+//! in `tls::accept_tls_gated` once the ClientHello is in (where a connection admitted before
+//! its country's automatic cap started meets that cap, `proxy::admit::meets_late_cap`);
 //! request buckets and the upload rate per request in `proxy::service`. Every refusal is
 //! counted on the worker's stats shard by [`RejectReason`] and country
 //! (`Shard::admission_rejected`).

@@ -93,6 +93,9 @@ pub async fn skip_header(
     len: usize,
     limit: Duration,
 ) -> Result<(), ClientAddrError> {
+    if len == 0 {
+        return Ok(());
+    }
     let mut buf = [0u8; EARLY_PEEK];
     let bytes = buf.get_mut(..len).ok_or(ParseError::NotProxy)?;
     match tokio::time::timeout(limit, tcp.read_exact(bytes)).await {
