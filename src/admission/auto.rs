@@ -196,23 +196,35 @@ impl AutoController {
             if self.active.contains_key(&spike.country.0) {
                 continue;
             }
-            let cap = ActiveCap {
-                country: spike.country,
-                cap_per_sec: (spike.baseline * settings.headroom).max(MIN_CAP),
-                baseline: spike.baseline,
-                ratio: spike.ratio,
-                since: now_unix,
-                dry_run: settings.dry_run,
-            };
-            caps.set(cap.country, Some(cap.cap_per_sec));
-            self.active.insert(spike.country.0, cap.clone());
-            events.push(CapEvent::Started(cap));
+            let (baseline, ratio) = (spike.baseline, spike.ratio);
+            events.push(self.start(spike.country, baseline, ratio, settings, caps, now_unix));
         }
         events
     }
-}
 
-impl AutoController {
+    /// Starts a cap of `baseline x headroom` (at least `MIN_CAP`) on `country`.
+    fn start(
+        &mut self,
+        country: CountryIdx,
+        baseline: f64,
+        ratio: f64,
+        settings: &AutoSettings,
+        caps: &AutoCaps,
+        now_unix: f64,
+    ) -> CapEvent {
+        let cap = ActiveCap {
+            country,
+            cap_per_sec: (baseline * settings.headroom).max(MIN_CAP),
+            baseline,
+            ratio,
+            since: now_unix,
+            dry_run: settings.dry_run,
+        };
+        caps.set(country, Some(cap.cap_per_sec));
+        self.active.insert(country.0, cap.clone());
+        CapEvent::Started(cap)
+    }
+
     /// The fast onset, between stats ticks: caps at once each country of `onsets` (whose
     /// spike the next tick would flag, see `Windows::onsets`) while near capacity, instead of
     /// up to a second later at the tick, which then keeps the cap while the spike lasts.
@@ -239,17 +251,7 @@ impl AutoController {
             if self.active.contains_key(&k) || quiet {
                 continue;
             }
-            let cap = ActiveCap {
-                country: o.country,
-                cap_per_sec: (o.baseline * settings.headroom).max(MIN_CAP),
-                baseline: o.baseline,
-                ratio: o.ratio,
-                since: now_unix,
-                dry_run: settings.dry_run,
-            };
-            caps.set(cap.country, Some(cap.cap_per_sec));
-            self.active.insert(k, cap.clone());
-            events.push(CapEvent::Started(cap));
+            events.push(self.start(o.country, o.baseline, o.ratio, settings, caps, now_unix));
         }
         events
     }

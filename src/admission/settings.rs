@@ -53,6 +53,18 @@ impl Default for AutoSettings {
     }
 }
 
+impl AdmissionSettings {
+    /// The handshake gate's limits (`max_handshakes_in_flight`, `handshake_queue`,
+    /// `handshake_queue_timeout`).
+    pub fn gate_limits(&self) -> super::GateLimits {
+        super::GateLimits {
+            in_flight: self.max_handshakes_in_flight,
+            queue: self.handshake_queue,
+            timeout: self.handshake_queue_timeout,
+        }
+    }
+}
+
 impl Default for AdmissionSettings {
     fn default() -> Self {
         Self {

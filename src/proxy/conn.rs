@@ -18,9 +18,7 @@ use super::headers::ClientSide;
 use super::idle::IdleTracker;
 use super::service;
 use super::upstream::UpstreamPool;
-use crate::admission::{
-    Admission, ConnectionPermit, GateLimits, HandshakeGate, RejectReason, Ticket,
-};
+use crate::admission::{Admission, ConnectionPermit, HandshakeGate, RejectReason, Ticket};
 use crate::config::{HttpLimits, Listener, Snapshot};
 use crate::geo::ClientTag;
 use crate::net;
@@ -223,11 +221,7 @@ async fn serve(
     let admission = &snapshot.admission;
     // max_handshakes_in_flight: once the ClientHello is in, wait for a handshake slot
     // (fair queue) before any reply; the slot is held until the handshake ends.
-    let limits = GateLimits {
-        in_flight: admission.max_handshakes_in_flight,
-        queue: admission.handshake_queue,
-        timeout: admission.handshake_queue_timeout,
-    };
+    let limits = admission.gate_limits();
     let exempt = admitted.exempt_from_late_cap();
     let _ip_permit = admitted.ip_permit;
     worker.shard.connection_opened(country);

@@ -17,7 +17,7 @@ use tracing::debug;
 
 use super::admit::{self, Admitted};
 use super::conn::WorkerCtx;
-use crate::admission::{GateLimits, RejectReason};
+use crate::admission::RejectReason;
 use crate::config::{Listener, Snapshot};
 use crate::geo::ClientTag;
 use crate::net;
@@ -75,11 +75,7 @@ pub fn at_accept(
             return AtAccept::Refused;
         }
     };
-    let limits = GateLimits {
-        in_flight: settings.max_handshakes_in_flight,
-        queue: settings.handshake_queue,
-        timeout: settings.handshake_queue_timeout,
-    };
+    let limits = settings.gate_limits();
     if listener.tls.is_some()
         && !admitted.allowlisted
         && worker.handshakes.refuses_now(limits, tag.country)
