@@ -1,7 +1,7 @@
 //! Command line: `run`, `check`, `reload`, `geo lookup`, `top`, `demo`, `bench surge`.
 //!
 //! `levee reload` asks a running levee to reload its config file through `POST /reload` on
-//! its admin API (`reload::client`) and prints the outcome. Exit codes: 0 when the new config
+//! its admin API (`admin::client`) and prints the outcome. Exit codes: 0 when the new config
 //! is serving, 1 when the reload was refused (each error printed as `KEY: REASON`; the
 //! running config keeps serving), 2 when the admin API cannot be reached or found.
 
@@ -187,7 +187,7 @@ fn check(path: &Path) -> anyhow::Result<i32> {
 }
 
 fn reload(admin: Option<String>, config: Option<&Path>, json: bool) -> anyhow::Result<i32> {
-    use crate::reload::client::{admin_addr_from_config, admin_token, post_reload_with};
+    use crate::admin::client::{admin_addr_from_config, admin_token, post_reload_with};
     let addr = match (admin, config) {
         (Some(a), _) => a,
         (None, Some(path)) => admin_addr_from_config(path)?,
@@ -225,7 +225,7 @@ fn reload(admin: Option<String>, config: Option<&Path>, json: bool) -> anyhow::R
 fn top(admin: Option<String>, token: Option<String>, config: Option<&Path>) -> anyhow::Result<i32> {
     let addr = match (admin, config) {
         (Some(a), _) => a,
-        (None, Some(path)) => crate::reload::client::admin_addr_from_config(path)?,
+        (None, Some(path)) => crate::admin::client::admin_addr_from_config(path)?,
         (None, None) => config::validate::DEFAULT_ADMIN_LISTEN.to_string(),
     };
     let token = crate::top::client::resolve_token(token, config);

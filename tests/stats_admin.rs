@@ -339,7 +339,7 @@ async fn the_token_guards_everything_but_healthz() {
     );
 
     // `levee reload`'s client: refused without the token, served with it.
-    use levee::reload::client::{ClientError, admin_token, post_reload_with};
+    use levee::admin::client::{ClientError, admin_token, post_reload_with};
     let admin = levee.running().admin_addr().unwrap().to_string();
     let e = post_reload_with(&admin, None).await.unwrap_err();
     assert!(matches!(e, ClientError::Unauthorized { .. }), "{e}");

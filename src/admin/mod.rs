@@ -1,5 +1,7 @@
-//! The admin API, served on the control thread (never on a worker).
+//! The admin API, served on the control thread (never on a worker), and its HTTP client
+//! (`client`), used by `levee reload` and `levee top`.
 
+pub mod client;
 mod pools;
 mod prom_admission;
 mod prom_text;

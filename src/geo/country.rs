@@ -5,7 +5,7 @@
 //! the old MaxMind region codes `EU` and `AP`. Mapping a code to its index is one lookup in a
 //! 26 x 26 table built at compile time: no hashing, no allocation.
 
-use crate::stats::CountryIdx;
+use crate::labels::CountryIdx;
 
 /// The ISO 3166-1 alpha-2 codes, sorted.
 const ISO_CODES: [&str; 249] = [

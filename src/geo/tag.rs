@@ -12,7 +12,7 @@ use http::{HeaderName, HeaderValue};
 
 use super::country::{self, UNKNOWN};
 use super::db::GeoDb;
-use crate::stats::CountryIdx;
+use crate::labels::CountryIdx;
 
 /// Default name of the upstream request header carrying the client's country.
 pub const DEFAULT_COUNTRY_HEADER: &str = "x-client-country";

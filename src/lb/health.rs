@@ -30,8 +30,7 @@ use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use super::{Backend, BackendState, HealthCheck, HealthProbe};
-use crate::config::Snapshot;
+use super::{Backend, BackendState, HealthCheck, HealthProbe, Pool};
 
 /// How often `run` looks for a new config snapshot.
 pub const RESYNC: Duration = Duration::from_millis(500);
@@ -50,14 +49,21 @@ struct Checker {
     task: JoinHandle<()>,
 }
 
+/// A config whose pools the health checks follow (the config snapshot; `lb` knows no more
+/// of it than this).
+pub trait PoolSet: Send + Sync + 'static {
+    /// Every pool of this config.
+    fn pools(&self) -> &[Arc<Pool>];
+}
+
 /// Runs the health checks of every pool of the live config until `shutdown` is cancelled.
-pub async fn run(config: Arc<ArcSwap<Snapshot>>, shutdown: CancellationToken) {
+pub async fn run<C: PoolSet>(config: Arc<ArcSwap<C>>, shutdown: CancellationToken) {
     let mut checkers: HashMap<Key, Checker> = HashMap::new();
-    let mut current: Option<Arc<Snapshot>> = None;
+    let mut current: Option<Arc<C>> = None;
     loop {
         let snapshot = config.load_full();
         if !current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &snapshot)) {
-            sync(&mut checkers, &snapshot, &shutdown);
+            sync(&mut checkers, snapshot.pools(), &shutdown);
             current = Some(snapshot);
         }
         tokio::select! {
@@ -72,9 +78,9 @@ pub async fn run(config: Arc<ArcSwap<Snapshot>>, shutdown: CancellationToken) {
 }
 
 /// Starts, restarts and stops check tasks so that they match `snapshot`.
-fn sync(checkers: &mut HashMap<Key, Checker>, snapshot: &Snapshot, shutdown: &CancellationToken) {
+fn sync(checkers: &mut HashMap<Key, Checker>, pools: &[Arc<Pool>], shutdown: &CancellationToken) {
     let mut wanted: HashMap<Key, (Backend, HealthCheck)> = HashMap::new();
-    for pool in &snapshot.pools {
+    for pool in pools {
         let Some(check) = &pool.policy.health_check else {
             continue;
         };

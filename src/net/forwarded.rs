@@ -12,16 +12,19 @@ use http::HeaderMap;
 use http::header::HeaderName;
 
 use super::ClientAddressPolicy;
-use crate::config::Listener;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
-/// The client address of one request on `listener`. `peer` is the connection's client address
-/// (after any PROXY header): the party that wrote this request's headers. Trusting the TCP
-/// peer here instead would let a client behind a trusted PROXY-protocol balancer choose its
-/// own address with a forged `X-Forwarded-For`.
-pub fn client_ip_for_request(listener: &Listener, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
-    client_ip(&listener.client_address, peer.ip(), headers)
+/// The client address of one request on a listener with `policy`. `client` is the
+/// connection's client address (after any PROXY header): the party that wrote this request's
+/// headers. Trusting the TCP peer here instead would let a client behind a trusted
+/// PROXY-protocol balancer choose its own address with a forged `X-Forwarded-For`.
+pub fn client_ip_for_request(
+    policy: &ClientAddressPolicy,
+    client: SocketAddr,
+    headers: &HeaderMap,
+) -> IpAddr {
+    client_ip(policy, client.ip(), headers)
 }
 
 /// [`client_ip_for_request`] on a policy: `peer` itself unless `trust_forwarded_for` is set

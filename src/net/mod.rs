@@ -2,7 +2,7 @@
 //! `X-Forwarded-For` read per request, each believed only from `trusted_proxies`.
 //!
 //! Owns the parsing and the trust decisions; it keeps no state between connections and never
-//! logs (the caller in `proxy::conn` decides what a refusal is worth).
+//! logs (the caller, `runtime::front`, decides what a refusal is worth).
 //!
 //! - [`proxy_protocol`]: v1/v2 header framing, parsing and encoding (pure, fuzzed).
 //! - [`accept`]: the trust check and the time-limited read of the header off the socket.

@@ -125,7 +125,7 @@ pub async fn handle(
     };
     let listener = conn.listener_in(&snapshot);
     // The connection's client, or the one a trusted proxy names in X-Forwarded-For.
-    let client_ip = client_ip_for_request(listener, conn.peer, req.headers());
+    let client_ip = client_ip_for_request(&listener.client_address, conn.peer, req.headers());
     record.client = client_ip;
     if client_ip != conn.peer.ip() {
         // Looked up per request only in this case: one proxy connection carries many clients.

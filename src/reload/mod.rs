@@ -21,7 +21,6 @@ use tracing::{info, warn};
 use crate::config::{self, BuildContext, ConfigError, ConfigErrors, Snapshot};
 use crate::runtime::{WorkerCommand, bind_reuseport_group};
 
-pub mod client;
 pub mod watch;
 
 /// A listener as bound: its name, the address configured, and the address it got.

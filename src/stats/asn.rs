@@ -18,7 +18,7 @@
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicU8, AtomicU16, AtomicU32, AtomicU64, Ordering, fence};
 
-use super::shard::CountryIdx;
+use crate::labels::CountryIdx;
 
 /// Slots per worker table.
 pub const ASN_SLOTS: usize = 128;

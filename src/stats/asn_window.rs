@@ -15,10 +15,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use super::asn::{ASN_SLOTS, AsnEntry};
-use super::shard::CountryIdx;
-use super::view::{AsnView, HISTORY_SECONDS, TOP_ASNS};
-use super::window::SHORT_WINDOW;
+use super::view::{AsnView, HISTORY_SECONDS, SHORT_WINDOW, TOP_ASNS};
 use crate::geo::country::UNKNOWN;
+use crate::labels::CountryIdx;
 
 /// What the last tick saw in one slot.
 #[derive(Debug, Clone, Copy)]

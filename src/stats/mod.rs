@@ -11,22 +11,22 @@
 mod asn;
 mod asn_window;
 mod histogram;
+mod settings;
 mod shard;
 mod ticker;
 mod view;
 mod window;
 
+pub use crate::labels::{CountryIdx, HandshakeKind, UNKNOWN_COUNTRY};
 pub use asn::{ASN_SLOTS, AsnEntry, AsnTable};
 pub use histogram::{
     HISTOGRAM_BUCKETS, Histogram, HistogramSnapshot, LATENCY_BOUNDS_US, interpolated_quantile_us,
 };
-pub use shard::{
-    Counters, CountersSnapshot, CountryIdx, HandshakeKind, Shard, StatusClass, UNKNOWN_COUNTRY,
-    rejected_per_country, totals,
-};
-pub use ticker::{log_event, run as run_windows, unix_now};
+pub use settings::StatsSettings;
+pub use shard::{Counters, CountersSnapshot, Shard, StatusClass, rejected_per_country, totals};
+pub use ticker::{Ticker, log_event, unix_now};
 pub use view::{
-    AsnView, CountryView, HISTORY_SECONDS, SpikeView, StatsView, TOP_ASNS, TotalRates, has_traffic,
-    per_country, per_country_into,
+    AsnView, CountryView, HISTORY_SECONDS, SHORT_WINDOW, SpikeView, StatsView, TOP_ASNS,
+    TotalRates, has_traffic, per_country, per_country_into,
 };
-pub use window::{HYSTERESIS, MIN_BASELINE_SECONDS, Onset, SHORT_WINDOW, SpikeEvent, Windows};
+pub use window::{HYSTERESIS, MIN_BASELINE_SECONDS, Onset, SpikeEvent, Windows};

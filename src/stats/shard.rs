@@ -11,42 +11,14 @@
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::admission::RejectReason;
 use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
+use crate::labels::{CountryIdx, HandshakeKind, RejectReason};
+
 use super::asn::AsnTable;
 use super::histogram::{Histogram, HistogramSnapshot};
-
-/// Index of a country slot (GeoIP maps ISO codes to these; 0 is "unknown", `ZZ`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct CountryIdx(pub u16);
-
-/// The slot for clients whose country is not known.
-pub const UNKNOWN_COUNTRY: CountryIdx = CountryIdx(0);
-
-/// How a TLS handshake ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HandshakeKind {
-    /// A full handshake (key exchange and certificate).
-    Full,
-    /// A resumed session (ticket or session ID).
-    Resumed,
-    /// The handshake failed or timed out.
-    Failed,
-}
-
-impl HandshakeKind {
-    /// Label used in logs and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HandshakeKind::Full => "full",
-            HandshakeKind::Resumed => "resumed",
-            HandshakeKind::Failed => "failed",
-        }
-    }
-}
 
 /// Response status class (1xx..5xx); anything else counts as `Other`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

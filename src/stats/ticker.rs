@@ -1,21 +1,19 @@
-//! The control thread's stats task: once a second it reads the shards, advances the
-//! windows (`window`), publishes the new view for the admin API and logs spike events;
-//! with `[admission] auto`, it also looks for a cap's fast onset twenty times a second.
-//! It runs on the control thread only; workers never wait for it.
+//! The stats side of the control thread's tick: [`Ticker`] reads the shards and advances the
+//! windows (`window`) once a second, or tells which spike would start now (the fast onset);
+//! [`log_event`] logs a spike event. The loop that drives it, and acts on what it finds
+//! (the automatic caps), is `control::windows`. Workers never wait for it.
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
-use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::asn::AsnEntry;
+use super::settings::StatsSettings;
 use super::shard::{CountersSnapshot, Shard};
 use super::view::{StatsView, per_country_into};
-use super::window::{SpikeEvent, Windows};
-use crate::config::Snapshot;
-use crate::geo::country;
+use super::window::{Onset, SpikeEvent, Windows};
+use crate::geo::{AsnDb, country};
 
 /// Logs a spike event: a warning when it starts, an info line when it ends.
 pub fn log_event(e: &SpikeEvent) {
@@ -75,79 +73,65 @@ pub fn unix_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// Runs the windows until `shutdown`: once a second, reads the shards, advances the
-/// windows, publishes the view into `view` and logs spike events.
-pub async fn run(
-    shards: Arc<Vec<Arc<Shard>>>,
-    config: Arc<ArcSwap<Snapshot>>,
-    view: Arc<ArcSwap<StatsView>>,
-    admission: Arc<crate::admission::Admission>,
-    shutdown: CancellationToken,
-) {
-    let mut auto = crate::admission::auto::AutoController::default();
-    let slots = shards.iter().map(|s| s.country_slots()).max().unwrap_or(1);
-    let mut windows = Windows::new(slots);
-    let mut counters = vec![CountersSnapshot::default(); slots];
-    let mut tables: Vec<Vec<super::AsnEntry>> = vec![Vec::new(); shards.len()];
-    let mut asn_db: Option<Arc<crate::geo::AsnDb>> = None;
-    let mut interval = tokio::time::interval(Duration::from_secs(1));
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    interval.tick().await;
-    let mut last = Instant::now();
-    // Between ticks: the automatic cap's fast onset (only with `[admission] auto`).
-    let mut onset = tokio::time::interval(crate::admission::auto::ONSET_EVERY);
-    onset.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => return,
-            _ = interval.tick() => {}
-            _ = onset.tick() => {
-                let snapshot = config.load();
-                let settings = &snapshot.admission.auto;
-                if settings.enabled {
-                    per_country_into(&shards, &mut counters);
-                    let onsets = windows.onsets(&counters, &snapshot.stats);
-                    crate::admission::auto::after_onset(&onsets, settings, &admission, &mut auto);
-                }
-                continue;
-            }
+/// The windows and the buffers they are fed from, owned by the control thread.
+#[derive(Debug)]
+pub struct Ticker {
+    windows: Windows,
+    counters: Vec<CountersSnapshot>,
+    tables: Vec<Vec<AsnEntry>>,
+    /// The ASN database the windows' organisation names came from.
+    asn_db: Option<Arc<AsnDb>>,
+}
+
+impl Ticker {
+    /// A ticker over `shards` (one per worker), with empty windows.
+    pub fn new(shards: &[Arc<Shard>]) -> Self {
+        let slots = shards.iter().map(|s| s.country_slots()).max().unwrap_or(1);
+        Self {
+            windows: Windows::new(slots),
+            counters: vec![CountersSnapshot::default(); slots],
+            tables: vec![Vec::new(); shards.len()],
+            asn_db: None,
         }
-        let elapsed = last.elapsed();
-        last = Instant::now();
-        // A tick that came late covers the seconds it missed.
-        let seconds = elapsed.as_secs_f64().round().clamp(1.0, 60.0) as u32;
-        let snapshot = config.load_full();
-        let db = snapshot.geo.asn_db().cloned();
-        if db.as_ref().map(Arc::as_ptr) != asn_db.as_ref().map(Arc::as_ptr) {
-            windows.clear_asn_names();
-            asn_db = db;
+    }
+
+    /// Reads the shards and advances the windows by `seconds` (a late tick covers the
+    /// seconds it missed): the view to publish and the spike events to log. `asn_db` names
+    /// the top ASNs' organisations (a new database forgets the names taken from the old).
+    pub fn tick(
+        &mut self,
+        shards: &[Arc<Shard>],
+        seconds: u32,
+        settings: &StatsSettings,
+        asn_db: Option<&Arc<AsnDb>>,
+    ) -> (StatsView, Vec<SpikeEvent>) {
+        if asn_db.map(Arc::as_ptr) != self.asn_db.as_ref().map(Arc::as_ptr) {
+            self.windows.clear_asn_names();
+            self.asn_db = asn_db.cloned();
         }
-        per_country_into(&shards, &mut counters);
-        for (shard, table) in shards.iter().zip(&mut tables) {
+        per_country_into(shards, &mut self.counters);
+        for (shard, table) in shards.iter().zip(&mut self.tables) {
             table.clear();
             shard.asns().read_into(table);
         }
-        let mut org = |asn: u32, ip: IpAddr| {
-            let db = asn_db.as_ref()?;
-            match db.asn(ip) {
-                (Some(n), Some(name)) if n == asn => Some(name.to_string()),
-                _ => None,
-            }
+        let db = self.asn_db.as_ref();
+        let mut org = |asn: u32, ip: IpAddr| match db?.asn(ip) {
+            (Some(n), Some(name)) if n == asn => Some(name.to_string()),
+            _ => None,
         };
-        let (next, events) = windows.advance(
-            &counters,
-            &tables,
+        self.windows.advance(
+            &self.counters,
+            &self.tables,
             seconds,
             unix_now(),
-            &snapshot.stats,
+            settings,
             &mut org,
-        );
-        for e in &events {
-            log_event(e);
-        }
-        let auto_settings = &snapshot.admission.auto;
-        crate::admission::auto::after_tick(&next, auto_settings, &admission, &mut auto);
-        view.store(Arc::new(next));
+        )
+    }
+
+    /// The spikes that would start if the second in progress ended now (the fast onset).
+    pub fn onsets(&mut self, shards: &[Arc<Shard>], settings: &StatsSettings) -> Vec<Onset> {
+        per_country_into(shards, &mut self.counters);
+        self.windows.onsets(&self.counters, settings)
     }
 }

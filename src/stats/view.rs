@@ -8,7 +8,11 @@
 
 use std::sync::Arc;
 
-use super::shard::{CountersSnapshot, CountryIdx, Shard};
+use super::shard::{CountersSnapshot, Shard};
+use crate::labels::CountryIdx;
+
+/// The short rate window, in seconds (the spike ratio's numerator).
+pub const SHORT_WINDOW: u64 = 10;
 
 /// Seconds of per-second history kept (and shown) per country and per ASN.
 pub const HISTORY_SECONDS: usize = 60;

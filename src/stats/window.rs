@@ -39,13 +39,13 @@ use std::net::IpAddr;
 
 use super::asn_window::AsnWindows;
 use super::histogram::{HISTOGRAM_BUCKETS, interpolated_quantile_us};
-use super::shard::{CountersSnapshot, CountryIdx, StatusClass};
-use super::view::{CountryView, HISTORY_SECONDS, SpikeView, StatsView, TotalRates, has_traffic};
-use crate::config::StatsSettings;
+use super::settings::StatsSettings;
+use super::shard::{CountersSnapshot, StatusClass};
+use super::view::{
+    CountryView, HISTORY_SECONDS, SHORT_WINDOW, SpikeView, StatsView, TotalRates, has_traffic,
+};
 use crate::geo::country;
-
-/// The short rate window, in seconds (the spike ratio's numerator).
-pub const SHORT_WINDOW: u64 = 10;
+use crate::labels::CountryIdx;
 
 /// Seconds the baseline must have seen before a spike can start.
 pub const MIN_BASELINE_SECONDS: u64 = 3;

@@ -13,8 +13,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::LazyConfigAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use crate::admission::RejectReason;
-use crate::stats::HandshakeKind;
+use crate::labels::{HandshakeKind, RejectReason};
 
 /// A completed handshake.
 #[derive(Debug)]

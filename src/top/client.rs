@@ -1,15 +1,15 @@
 //! The polling side of `levee top`: one `GET /stats` on the admin API through
-//! `reload::client::admin_call` (a new HTTP/1.1 connection), bounded by short timeouts so a
+//! `admin::client::admin_call` (a new HTTP/1.1 connection), bounded by short timeouts so a
 //! stuck admin API shows up as an error within the poll interval.
 //!
-//! Errors reuse `reload::client::ClientError`, so both commands word them alike.
+//! Errors reuse `admin::client::ClientError`, so both commands word them alike.
 
 use std::time::Duration;
 
 use http::{Method, StatusCode};
 
 use super::model::Stats;
-use crate::reload::client::{AdminCall, ClientError, admin_call};
+use crate::admin::client::{AdminCall, ClientError, admin_call};
 
 /// How long connecting to the admin API may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -53,10 +53,10 @@ pub async fn fetch_stats(addr: &str, token: Option<&str>) -> Result<Stats, Clien
 
 /// The admin token `levee top` sends: `--token`, else what `levee reload` would send
 /// (`LEVEE_ADMIN_TOKEN`, else `[admin] token` of `--config FILE`; see
-/// `reload::client::admin_token`), else none.
+/// `admin::client::admin_token`), else none.
 pub fn resolve_token(flag: Option<String>, config: Option<&std::path::Path>) -> Option<String> {
     flag.filter(|t| !t.is_empty())
-        .or_else(|| crate::reload::client::admin_token(config))
+        .or_else(|| crate::admin::client::admin_token(config))
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! The client side of `levee reload`: `POST /reload` on the admin API of a running levee.
+//! The admin API's client: `POST /reload` for `levee reload`, and the `GET` calls of
+//! `levee top` ([`admin_call`]).
 //!
 //! One HTTP/1.1 exchange over a new TCP connection, with hyper's client connection (as the
 //! health probes in `lb/health.rs` do), bounded by `CONNECT_TIMEOUT` and `ANSWER_TIMEOUT`.
