@@ -216,7 +216,7 @@ fn bench_sni_lookup(c: &mut Criterion) {
 /// The whole per-connection cost of GeoIP and stats: tag the client (lookup in the bundled
 /// database, over 1,024 public addresses in turn so the tree walk is not one cached path),
 /// then record the connection, its ASN, a full handshake, one request and the close in a
-/// shard with every country slot, as `proxy/conn.rs` and `proxy/service.rs` do.
+/// shard with every country slot, as `runtime/front.rs` and `proxy/service.rs` do.
 fn bench_geo_connection(c: &mut Criterion) {
     let geo = GeoDb::bundled().expect("bundled database");
     let shard = Shard::new(0, COUNTRY_COUNT);
@@ -347,7 +347,8 @@ fn bench_admission(c: &mut Criterion) {
     let rules = &settings.rate_limits;
     let state = Admission::default();
     let shard = Arc::new(Shard::new(0, COUNTRY_COUNT));
-    let gate = HandshakeGate::new(shard, Arc::new(FairShares::default()));
+    let gauge = Box::new(levee::runtime::ShardGauge(shard));
+    let gate = HandshakeGate::new(gauge, Arc::new(FairShares::default()));
     let limits = GateLimits {
         in_flight: settings.max_handshakes_in_flight,
         queue: settings.handshake_queue,

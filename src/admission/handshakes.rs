@@ -39,9 +39,17 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::RejectReason;
 use super::shares::FairShares;
-use crate::stats::{CountryIdx, Shard};
+use crate::labels::{CountryIdx, RejectReason};
+
+/// Where a gate reports its queue: the number of waiters whenever it changes, and how long
+/// each wait lasted. The worker wires it to its stats shard; the gate knows no more of it.
+pub trait GateObserver {
+    /// The number of connections waiting changed to `waiting`.
+    fn queue_depth(&self, waiting: usize);
+    /// A connection waited `waited` in the queue (however the wait ended).
+    fn queue_waited(&self, waited: Duration);
+}
 
 /// Who is asking for a handshake slot.
 #[derive(Debug, Clone, Copy)]
@@ -91,11 +99,18 @@ struct State {
 }
 
 /// One worker's handshake gate.
-#[derive(Debug)]
 pub struct HandshakeGate {
     state: RefCell<State>,
-    shard: Arc<Shard>,
+    observer: Box<dyn GateObserver>,
     shares: Arc<FairShares>,
+}
+
+impl std::fmt::Debug for HandshakeGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandshakeGate")
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A handshake slot; frees it (for the next waiter) when dropped.
@@ -121,12 +136,12 @@ impl HandshakePermit {
 }
 
 impl HandshakeGate {
-    /// A gate for one worker; its queue depth and waits are published on `shard`, its
+    /// A gate for one worker; its queue depth and waits are reported to `observer`, its
     /// country weights read from `shares`.
-    pub fn new(shard: Arc<Shard>, shares: Arc<FairShares>) -> Rc<Self> {
+    pub fn new(observer: Box<dyn GateObserver>, shares: Arc<FairShares>) -> Rc<Self> {
         Rc::new(Self {
             state: RefCell::new(State::default()),
-            shard,
+            observer,
             shares,
         })
     }
@@ -179,7 +194,7 @@ impl HandshakeGate {
                 st.countries[i].push_back(waiter);
             }
             st.waiting += 1;
-            self.shard.set_handshake_queue_depth(st.waiting);
+            self.observer.queue_depth(st.waiting);
             self.shares.mark_saturated();
             // The slot kept free for other countries may be this newcomer's.
             let free = st.in_flight < st.limit;
@@ -200,7 +215,7 @@ impl HandshakeGate {
             Ok(Err(_)) | Err(_) => Err(RejectReason::HandshakeQueueTimeout),
         };
         queued.evicted = matches!(result, Err(RejectReason::FairShare));
-        self.shard.handshake_queue_waited(queued_at.elapsed());
+        self.observer.queue_waited(queued_at.elapsed());
         result
     }
 
@@ -395,7 +410,7 @@ impl Drop for Queued<'_> {
         }
         let mut st = self.gate.state.borrow_mut();
         st.waiting = st.waiting.saturating_sub(1);
-        self.gate.shard.set_handshake_queue_depth(st.waiting);
+        self.gate.observer.queue_depth(st.waiting);
     }
 }
 
@@ -422,11 +437,30 @@ mod tests {
         }
     }
 
+    /// What a gate reported: its last queue depth and every wait.
+    #[derive(Default)]
+    pub(super) struct Seen {
+        pub depth: std::cell::Cell<usize>,
+        pub waits: std::cell::Cell<usize>,
+    }
+
+    impl GateObserver for Rc<Seen> {
+        fn queue_depth(&self, waiting: usize) {
+            self.depth.set(waiting);
+        }
+        fn queue_waited(&self, _: Duration) {
+            self.waits.set(self.waits.get() + 1);
+        }
+    }
+
     fn gate() -> Rc<HandshakeGate> {
-        HandshakeGate::new(
-            Arc::new(Shard::new(0, 300)),
-            Arc::new(FairShares::default()),
-        )
+        gate_seen().0
+    }
+
+    fn gate_seen() -> (Rc<HandshakeGate>, Rc<Seen>) {
+        let seen = Rc::new(Seen::default());
+        let gate = HandshakeGate::new(Box::new(Rc::clone(&seen)), Arc::new(FairShares::default()));
+        (gate, seen)
     }
 
     /// Spawns waiters that record, in order, the label of each one that got a slot (and
@@ -488,7 +522,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread", start_paused = true)]
     async fn a_full_queue_makes_room_for_a_country_behind_its_share() {
-        let gate = gate();
+        let (gate, seen) = gate_seen();
         let l = limits(1, 2, 1000);
         let log = Rc::new(StdRefCell::new(Vec::new()));
         let held = Rc::new(StdRefCell::new(Vec::new()));
@@ -508,7 +542,7 @@ mod tests {
                 tokio::task::yield_now().await;
                 tokio::task::yield_now().await;
                 assert_eq!(gate.waiting(), 2);
-                assert_eq!(gate.shard.handshake_queue_depth(), 2);
+                assert_eq!(seen.depth.get(), 2);
                 drop(first);
                 tokio::task::yield_now().await;
                 held.borrow_mut().clear();
@@ -526,9 +560,7 @@ mod tests {
         assert_eq!(log[0], Err(RejectReason::FairShare), "br2 made room");
         assert_eq!(&log[1..], [Ok("de1"), Ok("br1")]);
         assert_eq!(gate.waiting(), 0);
-        let mut waits = crate::stats::HistogramSnapshot::default();
-        gate.shard.add_handshake_queue_wait(&mut waits);
-        assert_eq!(waits.count(), 4, "br1, br2, de1 and the late JP");
+        assert_eq!(seen.waits.get(), 4, "br1, br2, de1 and the late JP");
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -558,7 +590,8 @@ mod flood_tests {
     async fn after_free_admissions_a_quiet_country_still_gets_in() {
         let shares = Arc::new(FairShares::default());
         let (br, de) = (country::index_of("BR"), country::index_of("DE"));
-        let gate = HandshakeGate::new(Arc::new(Shard::new(0, 300)), Arc::clone(&shares));
+        let seen = Rc::new(tests::Seen::default());
+        let gate = HandshakeGate::new(Box::new(seen), Arc::clone(&shares));
         let l = GateLimits {
             in_flight: Some(8),
             queue: 16,

@@ -32,6 +32,7 @@
 
 pub mod auto;
 pub mod connections;
+pub mod decide;
 pub mod gcra;
 pub mod handshakes;
 pub mod limits;
@@ -41,7 +42,8 @@ pub mod shares;
 pub mod upload;
 
 pub use connections::{ConnectionLimit, ConnectionPermit};
-pub use handshakes::{GateLimits, HandshakeGate, HandshakePermit, Ticket};
+pub use decide::{Admitted, LateCap, Refusal};
+pub use handshakes::{GateLimits, GateObserver, HandshakeGate, HandshakePermit, Ticket};
 pub use limits::{LimitAction, LimitRule, Limited, RateLimits, RateState};
 pub use per_ip::{IpPermit, PerIpLimit};
 pub use settings::{AdmissionSettings, AutoSettings};

@@ -11,12 +11,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use std::sync::Arc;
-
 use tokio::time::{Instant, Sleep};
-
-use super::RejectReason;
-use crate::stats::{CountryIdx, Shard};
 
 /// Longest time the clock looks ahead (keeps `Instant` arithmetic far from overflow).
 const HORIZON: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
@@ -42,21 +37,10 @@ pub struct UploadRate {
     start: Instant,
     received: u64,
     timer: Pin<Box<Sleep>>,
-    /// Where the refusal is counted (once), and for which country.
-    count_on: Option<(Arc<Shard>, CountryIdx)>,
 }
 
 impl UploadRate {
-    /// Starts the clock now: `rate` bytes per second after `grace`. A body cut for being
-    /// too slow is counted on `shard` (reason `slow_upload`, country `country`), whether or
-    /// not the backend already answered.
-    pub fn counted(rate: u64, grace: Duration, shard: Arc<Shard>, country: CountryIdx) -> Self {
-        let mut r = Self::new(rate, grace);
-        r.count_on = Some((shard, country));
-        r
-    }
-
-    /// Starts the clock now: `rate` bytes per second after `grace` (not counted anywhere).
+    /// Starts the clock now: `rate` bytes per second after `grace`.
     pub fn new(rate: u64, grace: Duration) -> Self {
         let start = Instant::now();
         Self {
@@ -65,7 +49,6 @@ impl UploadRate {
             start,
             received: 0,
             timer: Box::pin(tokio::time::sleep_until(after(start, grace))),
-            count_on: None,
         }
     }
 
@@ -88,12 +71,7 @@ impl UploadRate {
     /// Polled while the body waits for data: `Ready` once the client is behind.
     pub fn poll_behind(&mut self, cx: &mut Context<'_>) -> Poll<BodyTooSlow> {
         match self.timer.as_mut().poll(cx) {
-            Poll::Ready(()) => {
-                if let Some((shard, country)) = self.count_on.take() {
-                    shard.admission_rejected(country, RejectReason::SlowUpload);
-                }
-                Poll::Ready(BodyTooSlow { rate: self.rate })
-            }
+            Poll::Ready(()) => Poll::Ready(BodyTooSlow { rate: self.rate }),
             Poll::Pending => Poll::Pending,
         }
     }

@@ -5,6 +5,7 @@
 //! `Snapshot` that exists is usable as is. Errors name the key path and the reason.
 
 pub mod file;
+pub mod local;
 pub mod reload;
 pub mod snapshot;
 pub mod validate;
@@ -13,6 +14,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
+pub use local::{LocalSnapshot, SnapshotHandle};
 pub use snapshot::*;
 
 use crate::tls::{CertError, NamedKey, Resumption};

@@ -11,6 +11,7 @@ mod least_conn;
 mod maglev;
 pub mod outlier;
 mod p2c;
+mod pick;
 mod policy;
 mod pool;
 pub mod queue;
@@ -23,6 +24,7 @@ pub use hash::{parse_hash_key, request_hash};
 pub use least_conn::LeastConn;
 pub use maglev::Maglev;
 pub use p2c::P2c;
+pub use pick::{Outcome, PickError, Tried};
 pub use policy::{
     ConnectionLimits, HashKey, HealthCheck, HealthProbe, OutlierDetection, PoolPolicy, RetryPolicy,
 };

@@ -63,27 +63,52 @@ pub async fn client_address(
 /// TLVs; a longer header is left to `client_address`.
 pub const EARLY_PEEK: usize = 256;
 
-/// The client address of a just-accepted connection, decided from bytes already received,
-/// without waiting: `(address, length of the PROXY header to take off the socket)`, the
-/// length 0 when the listener takes no header. `None` when it cannot be decided now (the
-/// header is not complete yet, or longer than `EARLY_PEEK`) or something is wrong
-/// (untrusted peer, malformed header): `client_address` then waits for it, or reports it.
-/// `tcp` must be non-blocking.
+/// The client address of a just-accepted connection, as far as the bytes already received
+/// tell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAddress {
+    /// Known: the listener takes no PROXY header (`header_len` 0), or its header is already
+    /// in, `header_len` bytes to take off the socket ([`skip_header`]) before TLS.
+    Ready {
+        /// The real client address.
+        client: SocketAddr,
+        /// Length of the PROXY header still on the socket.
+        header_len: usize,
+    },
+    /// Not known yet: the header is not complete (or longer than `EARLY_PEEK`), or something
+    /// is wrong (untrusted peer, malformed header). [`client_address`] waits for it within
+    /// `proxy_protocol_timeout`, or reports what is wrong.
+    NeedHeader,
+}
+
+/// The client address of a just-accepted connection from `peer`, decided from bytes
+/// already received, without waiting. `tcp` must be non-blocking.
 pub fn client_address_now(
     tcp: &std::net::TcpStream,
     peer: SocketAddr,
     policy: &ClientAddressPolicy,
-) -> Option<(SocketAddr, usize)> {
+) -> ClientAddress {
     let Some(accept) = policy.proxy_protocol else {
-        return Some((canonical(peer), 0));
+        let client = canonical(peer);
+        return ClientAddress::Ready {
+            client,
+            header_len: 0,
+        };
     };
     if !policy.trusted_proxies.contains(peer.ip()) {
-        return None;
+        return ClientAddress::NeedHeader;
     }
     let mut buf = [0u8; EARLY_PEEK];
-    let n = tcp.peek(&mut buf).ok()?;
-    let (header, len) = proxy_protocol::parse(buf.get(..n)?, accept).ok()??;
-    Some((canonical(header.client_or(peer)), len))
+    let Ok(n) = tcp.peek(&mut buf) else {
+        return ClientAddress::NeedHeader;
+    };
+    match buf.get(..n).map(|b| proxy_protocol::parse(b, accept)) {
+        Some(Ok(Some((header, header_len)))) => ClientAddress::Ready {
+            client: canonical(header.client_or(peer)),
+            header_len,
+        },
+        _ => ClientAddress::NeedHeader,
+    }
 }
 
 /// Takes the `len` bytes of a PROXY header already framed by `client_address_now` off the
@@ -316,7 +341,13 @@ mod tests {
         client.write_all(b"HELLO").await.unwrap();
         wait_for(&server, line.len() + 5).await;
         let std_server = server.into_std().unwrap();
-        let (addr, len) = client_address_now(&std_server, peer, &trusted).unwrap();
+        let ClientAddress::Ready {
+            client: addr,
+            header_len: len,
+        } = client_address_now(&std_server, peer, &trusted)
+        else {
+            panic!("the header is in");
+        };
         assert_eq!((addr, len), ("192.0.2.10:5".parse().unwrap(), line.len()));
         // Peeking took nothing: the header is skipped, and what follows is intact.
         let mut server = TcpStream::from_std(std_server).unwrap();
@@ -329,21 +360,31 @@ mod tests {
         let (_client, server, peer) = pair().await;
         let std_server = server.into_std().unwrap();
         let off = client_address_now(&std_server, peer, &policy(None, &[]));
-        assert_eq!(off, Some((peer, 0)));
+        let ready = ClientAddress::Ready {
+            client: peer,
+            header_len: 0,
+        };
+        assert_eq!(off, ready);
     }
 
     #[tokio::test]
-    async fn at_accept_leaves_partial_untrusted_and_malformed_to_the_task() {
+    async fn a_partial_untrusted_or_malformed_header_needs_the_header_read() {
         let trusted = policy(Some(Accept::Any), &["127.0.0.1/32"]);
         // Nothing yet, then half a header: not decided now (the task waits for the rest).
         let (mut client, server, peer) = pair().await;
         let std_server = server.into_std().unwrap();
-        assert_eq!(client_address_now(&std_server, peer, &trusted), None);
+        assert_eq!(
+            client_address_now(&std_server, peer, &trusted),
+            ClientAddress::NeedHeader
+        );
         client.write_all(b"PROXY TCP4 192.0.2.10 ").await.unwrap();
         let server = TcpStream::from_std(std_server).unwrap();
         wait_for(&server, 10).await;
         let std_server = server.into_std().unwrap();
-        assert_eq!(client_address_now(&std_server, peer, &trusted), None);
+        assert_eq!(
+            client_address_now(&std_server, peer, &trusted),
+            ClientAddress::NeedHeader
+        );
 
         // Untrusted peer and garbage: left to `client_address`, which reports them.
         let (mut client, server, peer) = pair().await;
@@ -351,11 +392,17 @@ mod tests {
         wait_for(&server, 15).await;
         let std_server = server.into_std().unwrap();
         let untrusted = policy(Some(Accept::Any), &["10.0.0.0/8"]);
-        assert_eq!(client_address_now(&std_server, peer, &untrusted), None);
+        assert_eq!(
+            client_address_now(&std_server, peer, &untrusted),
+            ClientAddress::NeedHeader
+        );
         let (mut client, server, peer) = pair().await;
         client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
         wait_for(&server, 18).await;
         let std_server = server.into_std().unwrap();
-        assert_eq!(client_address_now(&std_server, peer, &trusted), None);
+        assert_eq!(
+            client_address_now(&std_server, peer, &trusted),
+            ClientAddress::NeedHeader
+        );
     }
 }

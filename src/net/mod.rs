@@ -16,7 +16,7 @@ pub mod trusted;
 
 use std::time::Duration;
 
-pub use accept::{ClientAddrError, client_address, client_address_now, skip_header};
+pub use accept::{ClientAddrError, ClientAddress, client_address, client_address_now, skip_header};
 pub use forwarded::client_ip_for_request;
 pub use proxy_protocol::Accept;
 pub use trusted::{CidrError, TrustedProxies, parse_cidr};

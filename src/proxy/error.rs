@@ -37,6 +37,16 @@ pub enum ProxyError {
     ClientBody(hyper::Error),
 }
 
+impl From<crate::lb::PickError> for ProxyError {
+    fn from(e: crate::lb::PickError) -> Self {
+        match e {
+            crate::lb::PickError::NoBackend => ProxyError::NoBackend,
+            crate::lb::PickError::QueueFull => ProxyError::QueueFull,
+            crate::lb::PickError::QueueTimeout => ProxyError::QueueTimeout,
+        }
+    }
+}
+
 impl ProxyError {
     /// The status code answered to the client.
     pub fn status(&self) -> StatusCode {

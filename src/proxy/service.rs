@@ -1,4 +1,5 @@
-//! Per-request handling: route, pick a backend, rewrite, forward, stream back, log.
+//! Per-request handling: prepare (client, limits, route), pick a backend, rewrite and
+//! forward with retries, stream back, record (stats and the access log).
 
 use std::cell::Cell;
 use std::convert::Infallible;
@@ -11,19 +12,19 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body::Body as _;
 use hyper::body::Incoming;
 
-use super::acquire::{Tried, acquire};
-use super::body::{OnComplete, RequestBody, ResponseBody};
 use super::conn::ConnCtx;
 use super::error::ProxyError;
 use super::headers::{rewrite_request, rewrite_response};
+use super::request_body::{MinUploadRate, RequestBody};
+use super::response_body::{OnComplete, ResponseBody};
 use super::route::route;
 use super::upstream::{PooledSender, SendError};
-use crate::admission::{RejectReason, UploadRate};
-use crate::config::PoolId;
+use crate::admission::UploadRate;
+use crate::config::{PoolId, SnapshotHandle};
 use crate::geo::tag::ClientTag;
-use crate::lb::{InFlight, PickContext, outlier};
+use crate::labels::RejectReason;
+use crate::lb::{InFlight, Outcome, PickContext, Pool, Tried};
 use crate::net::client_ip_for_request;
-use crate::runtime::SnapshotHandle;
 
 /// The response type levee sends downstream.
 pub type ProxyResponse = Response<ResponseBody<RequestRecord>>;
@@ -51,6 +52,27 @@ pub struct RequestRecord {
     _in_flight: Option<InFlight>,
 }
 
+impl RequestRecord {
+    /// The record of `req`, arriving on `conn` and routed on `snapshot`.
+    fn new(conn: &Rc<ConnCtx>, snapshot: &Rc<SnapshotHandle>, req: &Request<Incoming>) -> Self {
+        Self {
+            conn: Rc::clone(conn),
+            client: conn.client.ip(),
+            forwarded_tag: None,
+            snapshot: Rc::clone(snapshot),
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            pool: None,
+            backend: None,
+            status: StatusCode::OK,
+            start: Instant::now(),
+            bytes_in: Rc::new(Cell::new(0)),
+            refused: None,
+            _in_flight: None,
+        }
+    }
+}
+
 impl Drop for RequestRecord {
     fn drop(&mut self) {
         // However the request ends (completed, failed, or cancelled by the client).
@@ -70,7 +92,7 @@ impl Drop for RequestRecord {
 impl OnComplete for RequestRecord {
     fn complete(&mut self, bytes_out: u64) {
         let bytes_in = self.bytes_in.get();
-        let shard = &self.conn.worker.shard;
+        let shard = &self.conn.http.shard;
         let tag = self.forwarded_tag.as_ref().unwrap_or(&self.conn.tag);
         shard.request(tag.country, self.status.as_u16(), bytes_in, bytes_out);
         if let Some(asn) = tag.asn {
@@ -101,73 +123,105 @@ impl OnComplete for RequestRecord {
     }
 }
 
-/// Handles one request from a downstream connection.
+/// Handles one request from a downstream connection, in four steps: prepare (client, request
+/// limits, route), pick (the pool's choice of a backend), forward with retries, and record
+/// (per attempt on the backend, `Pool::record_outcome`; per request on the worker's shard and
+/// in the access log, when the response body completes: `RequestRecord`).
 pub async fn handle(
     req: Request<Incoming>,
     conn: Rc<ConnCtx>,
 ) -> Result<Response<ResponseBody<RequestRecord>>, Infallible> {
     conn.idle.begin();
     let snapshot = conn.routing_snapshot();
-    let mut record = RequestRecord {
-        conn: Rc::clone(&conn),
-        client: conn.peer.ip(),
-        forwarded_tag: None,
-        snapshot: Rc::clone(&snapshot),
-        method: req.method().clone(),
-        uri: req.uri().clone(),
-        pool: None,
-        backend: None,
-        status: StatusCode::OK,
-        start: Instant::now(),
-        bytes_in: Rc::new(Cell::new(0)),
-        refused: None,
-        _in_flight: None,
-    };
-    let listener = conn.listener_in(&snapshot);
-    // The connection's client, or the one a trusted proxy names in X-Forwarded-For.
-    let client_ip = client_ip_for_request(&listener.client_address, conn.peer, req.headers());
+    let record = RequestRecord::new(&conn, &snapshot, &req);
+    Ok(match prepare(req, &conn, &snapshot, record) {
+        Ok((req, record)) => forward(req, &conn, &snapshot, record).await,
+        Err(refused) => *refused,
+    })
+}
+
+/// Step 1: the request's client (the connection's, or a trusted `X-Forwarded-For`'s), its
+/// request bucket, the declared body size, and its route.
+fn prepare(
+    req: Request<Incoming>,
+    conn: &ConnCtx,
+    snapshot: &SnapshotHandle,
+    mut record: RequestRecord,
+) -> Result<(Request<Incoming>, RequestRecord), Box<ProxyResponse>> {
+    let listener = conn.listener_in(snapshot);
+    let client_ip = client_ip_for_request(&listener.client_address, conn.client, req.headers());
     record.client = client_ip;
-    if client_ip != conn.peer.ip() {
+    if client_ip != conn.client.ip() {
         // Looked up per request only in this case: one proxy connection carries many clients.
         record.forwarded_tag = Some(snapshot.client_tag(client_ip));
     }
-    let mut record = match over_request_limit(&conn, &snapshot, record) {
-        Ok(record) => record,
-        Err(refused) => return Ok(*refused),
-    };
-    let limits = &listener.http;
-    if declared_length(&req).is_some_and(|len| len > limits.max_body_bytes) {
-        return Ok(error_response(ProxyError::BodyTooLarge, record));
+    let record = over_request_limit(conn, snapshot, record)?;
+    if declared_length(&req).is_some_and(|len| len > listener.http.max_body_bytes) {
+        return Err(Box::new(error_response(ProxyError::BodyTooLarge, record)));
     }
     let host = req
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().host());
-    let pool_id = route(listener, host, req.uri().path());
-    record.pool = Some(pool_id);
+    let mut record = record;
+    record.pool = Some(route(listener, host, req.uri().path()));
+    Ok((req, record))
+}
+
+/// Steps 2 and 3: picks a backend of the routed pool, rewrites the request for it, and
+/// forwards it, retrying elsewhere as the pool's retry policy and budget allow.
+async fn forward(
+    req: Request<Incoming>,
+    conn: &ConnCtx,
+    snapshot: &SnapshotHandle,
+    record: RequestRecord,
+) -> ProxyResponse {
+    let Some(pool_id) = record.pool else {
+        return error_response(ProxyError::NoBackend, record);
+    };
     let pool = snapshot.pool(pool_id);
-    let hash = if pool.policy.algorithm == crate::lb::Algorithm::Maglev {
-        crate::lb::request_hash(&pool.policy.hash_key, client_ip, req.headers())
-    } else {
-        None
-    };
-    let ctx = PickContext {
-        client: Some(client_ip),
-        hash,
-    };
-    let mut tried = Tried::default();
-    let (first, in_flight) = match acquire(pool, &ctx, &tried).await {
+    let pick = pool.pick_context(record.client, req.headers());
+    let tried = Tried::default();
+    let (index, in_flight) = match pool.pick_for(&pick, &tried).await {
         Ok(found) => found,
-        Err(e) => return Ok(error_response(e, record)),
+        Err(e) => return error_response(e.into(), record),
     };
+    let (req, replay) = outbound(req, conn, snapshot, pool, index, &record);
+    let first = Attempt {
+        index,
+        in_flight,
+        req,
+    };
+    let retries = Retries {
+        pick,
+        tried,
+        replay,
+        left: pool.policy.retry.retries,
+    };
+    with_retries(first, retries, conn, pool, record).await
+}
+
+/// The request as it goes upstream: headers rewritten for `backends[index]`, the body
+/// capped, counted and held to the minimum upload rate; and a copy of its head to replay
+/// when it may be sent again (bodyless and idempotent, with retries configured).
+fn outbound(
+    req: Request<Incoming>,
+    conn: &ConnCtx,
+    snapshot: &SnapshotHandle,
+    pool: &Pool,
+    index: usize,
+    record: &RequestRecord,
+) -> (Request<RequestBody>, Option<http::request::Parts>) {
     let (mut parts, body) = req.into_parts();
+    let tag = record.forwarded_tag.as_ref().unwrap_or(&conn.tag);
+    let authority = &pool.backends[index].authority;
     rewrite_request(
         &mut parts,
-        &conn.client,
+        &conn.forwarding,
         &snapshot.geo_settings,
-        record.forwarded_tag.as_ref().unwrap_or(&conn.tag),
-        &pool.backends[first].authority,
+        tag,
+        authority,
     );
     // A bodyless idempotent request can be sent again even after a backend reset it.
     let replay =
@@ -177,50 +231,62 @@ pub async fn handle(
     let min_rate = admission
         .min_upload_rate
         .filter(|_| !body.is_end_stream())
-        .map(|rate| {
-            let tag = record.forwarded_tag.as_ref().unwrap_or(&conn.tag);
-            let shard = Arc::clone(&conn.worker.shard);
-            UploadRate::counted(rate, admission.min_upload_rate_grace, shard, tag.country)
+        .map(|rate| MinUploadRate {
+            rate: UploadRate::new(rate, admission.min_upload_rate_grace),
+            shard: Arc::clone(&conn.http.shard),
+            country: tag.country,
         });
-    let body = RequestBody::new(body, limits.max_body_bytes, Rc::clone(&record.bytes_in))
-        .with_min_rate(min_rate);
+    let max_body = conn.listener_in(snapshot).http.max_body_bytes;
+    let body =
+        RequestBody::new(body, max_body, Rc::clone(&record.bytes_in)).with_min_rate(min_rate);
     pool.budget.deposit(&pool.policy.retry);
-    let mut attempt = Attempt {
-        index: first,
-        in_flight,
-        req: Request::from_parts(parts, body),
-    };
-    let mut retries_left = pool.policy.retry.retries;
+    (Request::from_parts(parts, body), replay)
+}
+
+/// What the retries of one request carry from attempt to attempt.
+struct Retries {
+    /// What the pool picks by.
+    pick: PickContext,
+    /// Backends already tried (retries go elsewhere).
+    tried: Tried,
+    /// The head of a request that may be replayed after it was sent.
+    replay: Option<http::request::Parts>,
+    /// Retries left (`retry.retries`).
+    left: u32,
+}
+
+/// Sends `attempt`, and again on another backend while the error is retryable and retries,
+/// the retry budget and backends remain; each attempt's outcome is recorded on its backend.
+async fn with_retries(
+    mut attempt: Attempt,
+    mut retries: Retries,
+    conn: &ConnCtx,
+    pool: &Pool,
+    mut record: RequestRecord,
+) -> ProxyResponse {
     loop {
         let backend = &pool.backends[attempt.index];
-        tried.add(attempt.index);
+        retries.tried.add(attempt.index);
         record.backend = Some(backend.address);
         let sent_at = Instant::now();
         let result = conn
-            .worker
+            .http
             .upstream
             .send(backend.address, attempt.req, &pool.timeouts)
             .await;
         let (error, unsent) = match result {
             Ok((resp, pooled)) => {
                 let took = sent_at.elapsed();
-                if outlier::is_failure_status(pool, resp.status()) {
-                    backend.state.record_failure();
-                    outlier::on_failure(pool, attempt.index);
-                } else {
-                    backend.state.record_success(took);
-                    outlier::on_success(pool, attempt.index);
-                }
-                conn.worker.shard.upstream_latency(conn.country, took);
+                pool.record_outcome(attempt.index, Outcome::Answered(resp.status(), took));
+                conn.http.shard.upstream_latency(conn.tag.country, took);
                 record._in_flight = Some(attempt.in_flight);
-                return Ok(upstream_response(resp, pooled, record));
+                return upstream_response(resp, pooled, record);
             }
             Err(SendError::NotSent(e, req)) => (e, Some(*req)),
             Err(SendError::Sent(e)) => (e, None),
         };
         if error.is_upstream() {
-            backend.state.record_failure();
-            outlier::on_failure(pool, attempt.index);
+            pool.record_outcome(attempt.index, Outcome::Failed);
         }
         tracing::debug!(backend = %backend.address, pool = %pool.name, error = %error, "upstream attempt failed");
         drop(attempt.in_flight);
@@ -228,20 +294,20 @@ pub async fn handle(
             error,
             ProxyError::Connect(_) | ProxyError::ConnectTimeout | ProxyError::Upstream(_)
         );
-        let next_req = unsent.or_else(|| replay_request(replay.as_ref(), &record.bytes_in));
-        let Some(next_req) = next_req.filter(|_| retryable && retries_left > 0) else {
-            return Ok(error_response(error, record));
+        let next_req = unsent.or_else(|| replay_request(retries.replay.as_ref(), &record.bytes_in));
+        let Some(next_req) = next_req.filter(|_| retryable && retries.left > 0) else {
+            return error_response(error, record);
         };
         // A refused connect reached no backend and costs the pool nothing: it retries
         // outside the budget (still bounded by `retries`).
         let costs_the_pool = !error.is_connect_refused();
         if costs_the_pool && !pool.budget.try_withdraw(&pool.policy.retry) {
-            return Ok(error_response(error, record));
+            return error_response(error, record);
         }
-        let Ok((index, in_flight)) = acquire(pool, &ctx, &tried).await else {
-            return Ok(error_response(error, record));
+        let Ok((index, in_flight)) = pool.pick_for(&retries.pick, &retries.tried).await else {
+            return error_response(error, record);
         };
-        retries_left -= 1;
+        retries.left -= 1;
         attempt = Attempt {
             index,
             in_flight,
@@ -304,11 +370,11 @@ fn over_request_limit(
     if rules.allowed(r.client, tag) {
         return Ok(r);
     }
-    let Err(limited) = conn.worker.admission.rates.admit_request(rules, tag) else {
+    let Err(limited) = conn.http.admission.rates.admit_request(rules, tag) else {
         return Ok(r);
     };
     let reason = RejectReason::RequestRateLimit;
-    conn.worker.shard.admission_rejected(tag.country, reason);
+    conn.http.shard.admission_rejected(tag.country, reason);
     r.refused = Some(reason);
     r.status = StatusCode::TOO_MANY_REQUESTS;
     let retry_after = limited.retry_after.as_secs_f64().ceil().max(1.0) as u64;

@@ -15,8 +15,8 @@ use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::body::{BodyTooLarge, RequestBody};
 use super::error::ProxyError;
+use super::request_body::{BodyTooLarge, RequestBody};
 use crate::lb::PoolTimeouts;
 
 /// Most idle connections kept per backend per worker.

@@ -3,8 +3,8 @@
 //! Connections are accepted with `accept4` on the listening socket itself (readiness from a
 //! tokio `AsyncFd`), not through `tokio::net::TcpListener`, so that a new socket is a plain
 //! non-blocking `std` socket until levee decides to serve it: a connection refused at accept
-//! (`max_connections`, or by `proxy::early` when its PROXY header is already in) is closed
-//! without being registered with epoll or given a task. Under a flood of new connections that
+//! (`max_connections`, or by admission when its PROXY header is already in: see
+//! `runtime::front`) is closed without being registered with epoll or given a task. Under a flood of new connections that
 //! is most of them, and registering, spawning and deregistering cost as much as refusing.
 //!
 //! The loop accepts at most `ACCEPT_BATCH` connections, then yields until the runtime has
@@ -12,23 +12,15 @@
 //! of waiting behind a whole accept queue of newcomers.
 
 use std::io;
-use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::Socket;
 use tokio::io::unix::AsyncFd;
-use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
-use super::SnapshotHandle;
-use crate::admission::RejectReason;
-use crate::config::Listener;
-use crate::proxy::early::{self, AtAccept};
-use crate::proxy::{Accepted, WorkerCtx, serve_connection};
+use super::front::Front;
+use crate::config::SnapshotHandle;
 
 /// Pause after an accept error such as EMFILE, instead of spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -49,29 +41,18 @@ pub fn listening(socket: std::net::TcpListener) -> io::Result<Listening> {
     AsyncFd::new(Socket::from(socket))
 }
 
-/// What an accept loop serves its connections with.
-pub struct AcceptCtx {
-    /// The listener's name in the config.
-    pub name: String,
-    /// The worker.
-    pub worker: Rc<WorkerCtx>,
-    /// Tracks the connection tasks, for the graceful shutdown.
-    pub connections: TaskTracker,
-    /// Cancelled when the listener's connections must drain.
-    pub drain: CancellationToken,
-}
-
 /// Accepts connections on `listener` until the task is aborted, or its listener is gone
-/// from the config.
-pub async fn accept_loop(listener: Listening, ctx: AcceptCtx) {
-    // The last snapshot that had this listener: a connection accepted after a reload removed
-    // the listener, but before this loop is told to stop, is still served (on it).
-    let mut last: Option<(Rc<SnapshotHandle>, Arc<Listener>)> = None;
+/// from the config; each one goes to the front (`front::arrive`).
+pub async fn accept_loop(listener: Listening, front: Front) {
+    // The last snapshot that had this listener, and the listener's index in it: a connection
+    // accepted after a reload removed the listener, but before this loop is told to stop, is
+    // still served (on it).
+    let mut last: Option<(Rc<SnapshotHandle>, usize)> = None;
     loop {
         let mut ready = match listener.readable().await {
             Ok(ready) => ready,
             Err(e) => {
-                debug!(listener = %ctx.name, error = %e, "accept readiness failed");
+                debug!(listener = %front.name, error = %e, "accept readiness failed");
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
@@ -90,29 +71,31 @@ pub async fn accept_loop(listener: Listening, ctx: AcceptCtx) {
                 }
             };
             accepted += 1;
-            let Some(peer) = addr.as_socket() else {
+            let Some(transport_peer) = addr.as_socket() else {
                 continue;
             };
-            let newest = ctx.worker.snapshot.current();
+            let newest = front.worker.http.snapshot.current();
             if last
                 .as_ref()
                 .is_none_or(|(seen, _)| !Rc::ptr_eq(seen, &newest))
             {
-                if let Some(l) = newest.listener(&ctx.name) {
-                    last = Some((Rc::clone(&newest), Arc::clone(l)));
+                let name = &front.name;
+                if let Some(i) = newest.listeners.iter().position(|l| l.name == *name) {
+                    last = Some((Rc::clone(&newest), i));
                 }
             }
-            let Some((snapshot, l)) = &last else {
-                info!(listener = %ctx.name, "listener not configured; closing its socket");
+            let Some((snapshot, index)) = &last else {
+                info!(listener = %front.name, "listener not configured; closing its socket");
                 return;
             };
-            on_accept(std::net::TcpStream::from(socket), peer, snapshot, l, &ctx);
+            let tcp = std::net::TcpStream::from(socket);
+            front.arrive(tcp, transport_peer, snapshot, *index);
         }
         drop(ready);
         if let Some(e) = failed {
             // A connection aborted before it was accepted is no reason to wait; EMFILE,
             // ENFILE, ENOBUFS and friends are: back off instead of spinning.
-            debug!(listener = %ctx.name, error = %e, "accept failed");
+            debug!(listener = %front.name, error = %e, "accept failed");
             if e.kind() != io::ErrorKind::ConnectionAborted {
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
             }
@@ -121,58 +104,4 @@ pub async fn accept_loop(listener: Listening, ctx: AcceptCtx) {
             tokio::task::yield_now().await;
         }
     }
-}
-
-/// Admits or refuses one accepted connection, and spawns the task of one let in.
-fn on_accept(
-    tcp: std::net::TcpStream,
-    peer: SocketAddr,
-    snapshot: &Rc<SnapshotHandle>,
-    listener: &Arc<Listener>,
-    ctx: &AcceptCtx,
-) {
-    let worker = &ctx.worker;
-    // max_connections: refused here, before anything is read (PROXY header or TLS).
-    let limit = snapshot.admission.max_connections;
-    let Some(permit) = worker.admission.connections.try_acquire(limit) else {
-        let country = snapshot.client_tag(peer.ip()).country;
-        worker
-            .shard
-            .admission_rejected(country, RejectReason::MaxConnections);
-        debug!(listener = %ctx.name, %peer, "refused: max_connections");
-        early::close_refused(tcp, RejectReason::MaxConnections);
-        return;
-    };
-    let (tcp, resolved) = match early::at_accept(tcp, peer, snapshot, listener, worker) {
-        AtAccept::Refused => return,
-        AtAccept::Tarpit(tcp) => {
-            let drain = ctx.drain.clone();
-            let held = early::tarpit(tcp, permit, Rc::clone(worker), Rc::clone(snapshot), drain);
-            ctx.connections.spawn_local(held);
-            return;
-        }
-        AtAccept::Admitted(tcp, resolved) => (tcp, Some(resolved)),
-        AtAccept::Undecided(tcp) => (tcp, None),
-    };
-    let _ = tcp.set_nodelay(true);
-    let tcp = match TcpStream::from_std(tcp) {
-        Ok(tcp) => tcp,
-        Err(e) => {
-            debug!(listener = %ctx.name, %peer, error = %e, "cannot register connection");
-            return;
-        }
-    };
-    let accepted = Accepted {
-        tcp,
-        permit,
-        peer,
-        resolved,
-    };
-    ctx.connections.spawn_local(serve_connection(
-        accepted,
-        Rc::clone(snapshot),
-        Arc::clone(listener),
-        Rc::clone(worker),
-        ctx.drain.clone(),
-    ));
 }

@@ -1,10 +1,11 @@
-//! Threads: the per-core workers and their SO_REUSEPORT listening sockets.
+//! Threads: the per-core workers (`worker`), their SO_REUSEPORT listening sockets (`listen`),
+//! each listener's accept loop (`accept`), and the front (`front`): a connection's way in,
+//! from accept to HTTP serving, in one place.
 
 pub mod accept;
+pub mod front;
 pub mod listen;
-pub mod local_snapshot;
 pub mod worker;
 
 pub use listen::bind_reuseport_group;
-pub use local_snapshot::{LocalSnapshot, SnapshotHandle};
-pub use worker::{WorkerCommand, WorkerHandle, WorkerSpec, spawn_worker};
+pub use worker::{ShardGauge, WorkerCommand, WorkerCtx, WorkerHandle, WorkerSpec, spawn_worker};

@@ -1,7 +1,8 @@
 //! A worker: one OS thread, one current-thread tokio runtime, its own listening sockets.
 //!
-//! The worker owns its upstream pool and stats shard. It reads the config through its own
-//! `arc_swap::Cache` (`LocalSnapshot`), so the accept path touches no shared lock. Reloads
+//! The worker owns its state (`WorkerCtx`): its upstream pool, stats shard and handshake
+//! gate. It reads the config through its own `arc_swap::Cache` (`LocalSnapshot`), so the
+//! accept path touches no shared lock. Reloads
 //! that add or remove listeners send it `WorkerCommand`s; nothing is re-bound otherwise.
 
 use std::io;
@@ -19,14 +20,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-use crate::admission::{Admission, HandshakeGate};
-use crate::config::Snapshot;
-use crate::proxy::WorkerCtx;
+use crate::admission::{Admission, GateObserver, HandshakeGate};
+use crate::config::{LocalSnapshot, Snapshot};
+use crate::proxy::WorkerHttp;
 use crate::proxy::upstream::UpstreamPool;
 use crate::stats::Shard;
 
-use super::LocalSnapshot;
-use super::accept::{self, AcceptCtx};
+use super::accept;
+use super::front::Front;
 
 /// How often idle upstream connections are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -68,6 +69,70 @@ pub enum WorkerCommand {
     },
 }
 
+/// State owned by one worker thread and shared by its connections.
+#[derive(Debug)]
+pub struct WorkerCtx {
+    /// Worker index.
+    pub id: usize,
+    /// The HTTP side: stats shard, upstream pool, the live snapshot, admission state.
+    pub http: Rc<WorkerHttp>,
+    /// This worker's TLS handshake cap and queue.
+    pub handshakes: Rc<HandshakeGate>,
+    /// Cancelled when the worker starts its graceful shutdown.
+    pub shutdown: CancellationToken,
+}
+
+impl WorkerCtx {
+    /// A worker's state: `shard` is its stats shard, `admission` the process's admission
+    /// state, `config` the live config.
+    pub fn new(
+        id: usize,
+        shard: Arc<Shard>,
+        admission: Arc<Admission>,
+        config: Arc<ArcSwap<Snapshot>>,
+    ) -> Self {
+        let observer = Box::new(ShardGauge(Arc::clone(&shard)));
+        let handshakes = HandshakeGate::new(observer, Arc::clone(&admission.shares));
+        let http = Rc::new(WorkerHttp {
+            shard,
+            upstream: UpstreamPool::new(),
+            snapshot: LocalSnapshot::new(config),
+            admission,
+        });
+        Self {
+            id,
+            http,
+            handshakes,
+            // Worker-local token: connections wait on it without touching a cross-core lock.
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    /// This worker's stats shard.
+    pub fn shard(&self) -> &Shard {
+        &self.http.shard
+    }
+
+    /// Admission state shared by every worker.
+    pub fn admission(&self) -> &Admission {
+        &self.http.admission
+    }
+}
+
+/// The handshake gate's queue, published on the worker's stats shard.
+#[derive(Debug)]
+pub struct ShardGauge(pub Arc<Shard>);
+
+impl GateObserver for ShardGauge {
+    fn queue_depth(&self, waiting: usize) {
+        self.0.set_handshake_queue_depth(waiting);
+    }
+
+    fn queue_waited(&self, waited: Duration) {
+        self.0.handshake_queue_waited(waited);
+    }
+}
+
 /// A running worker thread.
 #[derive(Debug)]
 pub struct WorkerHandle {
@@ -90,16 +155,12 @@ pub fn spawn_worker(spec: WorkerSpec) -> io::Result<WorkerHandle> {
 }
 
 async fn run(spec: WorkerSpec) {
-    let worker = Rc::new(WorkerCtx {
-        id: spec.id,
-        shard: Arc::clone(&spec.shard),
-        upstream: UpstreamPool::new(),
-        // Worker-local token: connections wait on it without touching a cross-core lock.
-        shutdown: CancellationToken::new(),
-        snapshot: LocalSnapshot::new(Arc::clone(&spec.config)),
-        admission: Arc::clone(&spec.admission),
-        handshakes: HandshakeGate::new(Arc::clone(&spec.shard), Arc::clone(&spec.admission.shares)),
-    });
+    let worker = Rc::new(WorkerCtx::new(
+        spec.id,
+        Arc::clone(&spec.shard),
+        Arc::clone(&spec.admission),
+        Arc::clone(&spec.config),
+    ));
     let connections = TaskTracker::new();
     let mut accept_loops: HashMap<String, Accepting> = HashMap::new();
     for (name, socket) in spec.sockets {
@@ -173,13 +234,13 @@ fn listen(
             if let Some(old) = old {
                 old.task.abort();
             }
-            let ctx = AcceptCtx {
+            let front = Front {
                 name: name.clone(),
                 worker: Rc::clone(worker),
                 connections: connections.clone(),
                 drain: drain.clone(),
             };
-            let task = tokio::task::spawn_local(accept::accept_loop(listener, ctx));
+            let task = tokio::task::spawn_local(accept::accept_loop(listener, front));
             accept_loops.insert(name, Accepting { task, drain });
         }
         Err(e) => warn!(worker = worker.id, listener = %name, error = %e, "cannot use socket"),
@@ -191,6 +252,7 @@ async fn sweep_idle(worker: Rc<WorkerCtx>) {
     loop {
         tick.tick().await;
         let max_idle = worker
+            .http
             .snapshot
             .current()
             .pools
@@ -198,6 +260,6 @@ async fn sweep_idle(worker: Rc<WorkerCtx>) {
             .map(|p| p.timeouts.idle)
             .max()
             .unwrap_or(Duration::from_secs(60));
-        worker.upstream.sweep(max_idle);
+        worker.http.upstream.sweep(max_idle);
     }
 }

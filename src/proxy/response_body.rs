@@ -1,9 +1,7 @@
-//! Streaming bodies: the request body sent upstream (size-limited, counted) and the response
-//! body sent downstream (counted, returns its upstream connection to the pool at the end).
+//! The response body sent downstream: counted, returns its upstream connection to the pool
+//! at the end of the stream, and reports its completion once (access log, stats).
 
-use std::cell::Cell;
 use std::pin::Pin;
-use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -11,104 +9,6 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::upstream::PooledSender;
-use crate::admission::UploadRate;
-
-/// Error raised by `RequestBody` when the client sends more than the limit.
-#[derive(Debug, thiserror::Error)]
-#[error("request body exceeds {limit} bytes")]
-pub struct BodyTooLarge {
-    /// The configured limit.
-    pub limit: u64,
-}
-
-/// The client's request body on its way upstream: counted and capped.
-#[derive(Debug)]
-pub struct RequestBody {
-    inner: Option<Incoming>,
-    limit: u64,
-    seen: Rc<Cell<u64>>,
-    /// `[admission] min_upload_rate`, when set.
-    rate: Option<UploadRate>,
-}
-
-impl RequestBody {
-    /// Wraps `inner`; `seen` receives the number of bytes passed so far.
-    pub fn new(inner: Incoming, limit: u64, seen: Rc<Cell<u64>>) -> Self {
-        Self {
-            inner: Some(inner),
-            limit,
-            seen,
-            rate: None,
-        }
-    }
-
-    /// Cuts the body (with `BodyTooSlow`) when it falls below the minimum upload rate.
-    pub fn with_min_rate(mut self, rate: Option<UploadRate>) -> Self {
-        self.rate = rate;
-        self
-    }
-
-    /// An empty body (a retried request that had none).
-    pub fn empty(seen: Rc<Cell<u64>>) -> Self {
-        Self {
-            inner: None,
-            limit: 0,
-            seen,
-            rate: None,
-        }
-    }
-}
-
-impl Body for RequestBody {
-    type Data = Bytes;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = &mut *self;
-        let Some(inner) = this.inner.as_mut() else {
-            return Poll::Ready(None);
-        };
-        let frame = match Pin::new(inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => frame,
-            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(Box::new(e)))),
-            Poll::Ready(None) => return Poll::Ready(None),
-            Poll::Pending => {
-                if let Some(rate) = this.rate.as_mut() {
-                    if let Poll::Ready(slow) = rate.poll_behind(cx) {
-                        this.inner = None;
-                        return Poll::Ready(Some(Err(Box::new(slow))));
-                    }
-                }
-                return Poll::Pending;
-            }
-        };
-        if let (Some(data), Some(rate)) = (frame.data_ref(), this.rate.as_mut()) {
-            rate.received(data.len() as u64);
-        }
-        if let Some(data) = frame.data_ref() {
-            let total = self.seen.get() + data.len() as u64;
-            self.seen.set(total);
-            if total > self.limit {
-                let limit = self.limit;
-                return Poll::Ready(Some(Err(Box::new(BodyTooLarge { limit }))));
-            }
-        }
-        Poll::Ready(Some(Ok(frame)))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(Incoming::is_end_stream)
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner
-            .as_ref()
-            .map_or_else(|| SizeHint::with_exact(0), Incoming::size_hint)
-    }
-}
 
 /// Runs once when a response body is finished or dropped (access log, stats).
 pub trait OnComplete {

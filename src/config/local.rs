@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use arc_swap::{ArcSwap, Cache};
 
-use crate::config::Snapshot;
+use super::Snapshot;
 
 /// A snapshot held by a worker: requests clone the `Rc` around it, never the `Arc` inside.
 #[derive(Debug)]
