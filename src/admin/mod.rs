@@ -7,9 +7,11 @@ mod prom_admission;
 mod prom_text;
 mod prometheus;
 mod server;
+mod state;
 mod stats_json;
 
 pub use pools::{pools_json, state_name};
 pub use prometheus::{METRICS_CONTENT_TYPE, render_metrics};
-pub use server::{AdminState, serve_admin};
+pub use server::serve_admin;
+pub use state::AdminState;
 pub use stats_json::stats_json;

@@ -13,9 +13,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Instant;
 
-use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
@@ -26,26 +24,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::config::Snapshot;
-use crate::reload::Reloader;
-use crate::stats::{Shard, StatsView};
-
-/// What the admin endpoints read.
-#[derive(Debug, Clone)]
-pub struct AdminState {
-    /// Every worker's stats shard.
-    pub shards: Arc<Vec<Arc<Shard>>>,
-    /// The live config.
-    pub config: Arc<ArcSwap<Snapshot>>,
-    /// Reloads the config (`POST /reload`).
-    pub reloader: Arc<Reloader>,
-    /// The stats windows' latest view (rates, baselines, spikes, top ASNs).
-    pub view: Arc<ArcSwap<StatsView>>,
-    /// When the process started serving.
-    pub started: Instant,
-    /// Admission state (automatic caps in force).
-    pub admission: Arc<crate::admission::Admission>,
-}
+use super::state::AdminState;
 
 /// Serves the admin API on `listener` until `shutdown` is cancelled.
 pub async fn serve_admin(listener: TcpListener, state: AdminState, shutdown: CancellationToken) {

@@ -55,7 +55,7 @@
 
 use serde_json::{Value, json};
 
-use super::AdminState;
+use super::state::AdminState;
 use crate::admission::RejectReason;
 use crate::geo::country;
 use crate::stats::{

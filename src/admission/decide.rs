@@ -239,20 +239,20 @@ mod tests {
             "192.0.2.1".parse().unwrap(),
         );
         // Admitted before any cap: it has not met one.
-        let early = admission.decide(settings, client, &tag).unwrap();
-        let listed_early = admission.decide(settings, listed, &tag).unwrap();
-        assert!(!early.exempt_from_late_cap() && listed_early.exempt_from_late_cap());
+        let before = admission.decide(settings, client, &tag).unwrap();
+        let listed_before = admission.decide(settings, listed, &tag).unwrap();
+        assert!(!before.exempt_from_late_cap() && listed_before.exempt_from_late_cap());
         cap(&admission, settings, br);
         // Admitted under the cap (its one token): it met the cap at admission.
         let later = admission.decide(settings, client, &tag).unwrap();
         assert!(later.exempt_from_late_cap());
         let refused = admission.decide(settings, client, &tag).unwrap_err();
         assert_eq!(refused.reason, RejectReason::AutoCap);
-        // At their handshake slots: the early one meets the (empty) cap, the others do not.
+        // At their handshake slots: the one admitted before the cap meets the (empty) cap, the others do not.
         let late = |exempt| admission.late_cap(settings, exempt, br);
-        assert_eq!(late(early.exempt_from_late_cap()), LateCap::Refuse);
+        assert_eq!(late(before.exempt_from_late_cap()), LateCap::Refuse);
         assert_eq!(late(later.exempt_from_late_cap()), LateCap::Pass);
-        assert_eq!(late(listed_early.exempt_from_late_cap()), LateCap::Pass);
+        assert_eq!(late(listed_before.exempt_from_late_cap()), LateCap::Pass);
         let de = country::index_of("DE");
         assert_eq!(admission.late_cap(settings, false, de), LateCap::Pass);
     }

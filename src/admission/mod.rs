@@ -18,17 +18,18 @@
 //!   started at a stats tick or, between ticks, by the fast onset.
 //! - [`upload`]: the minimum upload rate of request bodies (`min_upload_rate`), answered
 //!   with 408.
+//! - [`decide`]: the verdict on a new connection (allowlist, buckets, automatic cap, per-IP
+//!   cap), and the automatic cap met again at a queued connection's handshake slot.
 //! - [`settings`]: the typed `[admission]` table.
 //!
-//! Where they run: `max_connections` in the accept loop; the allowlist, buckets, automatic
-//! cap and per-IP cap in `proxy::admit` once the PROXY header and GeoIP tag are known, before
-//! any TLS byte: in the accept loop itself when the header is already in (`proxy::early`,
-//! so a refused connection gets no task), else in the connection's task; the handshake gate
-//! in `tls::accept_tls_gated` once the ClientHello is in (where a connection admitted before
-//! its country's automatic cap started meets that cap, `proxy::admit::meets_late_cap`);
-//! request buckets and the upload rate per request in `proxy::service`. Every refusal is
-//! counted on the worker's stats shard by [`RejectReason`] and country
-//! (`Shard::admission_rejected`).
+//! Mechanisms and verdicts only: nothing here touches a socket or writes stats. The
+//! connection-level checks all run in one place, the front (`runtime::front`), which records
+//! each verdict once on the worker's stats shard by [`RejectReason`] and country:
+//! `max_connections` at accept, then the verdict once the client address and tag are known
+//! (in the accept loop when the PROXY header is already in), then the handshake gate once
+//! the ClientHello is in. The handshake gate reports its queue through a [`GateObserver`]
+//! the worker wires to its shard. Per request, `proxy::service` asks the request buckets and
+//! `proxy::request_body` runs the upload-rate clock; both count their refusals there.
 
 pub mod auto;
 pub mod connections;

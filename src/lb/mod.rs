@@ -26,9 +26,10 @@ pub use maglev::Maglev;
 pub use p2c::P2c;
 pub use pick::{Outcome, PickError, Tried};
 pub use policy::{
-    ConnectionLimits, HashKey, HealthCheck, HealthProbe, OutlierDetection, PoolPolicy, RetryPolicy,
+    Algorithm, ConnectionLimits, HashKey, HealthCheck, HealthProbe, OutlierDetection, PoolPolicy,
+    RetryPolicy,
 };
-pub use pool::{Algorithm, Pool, PoolTimeouts};
+pub use pool::{Pool, PoolTimeouts};
 pub use round_robin::RoundRobin;
 pub use weighted::Weighted;
 

@@ -1,78 +1,11 @@
-//! A named pool of backends, its algorithm and its upstream timeouts.
+//! A named pool of backends behind its balancer, and its upstream timeouts.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::queue::WaitQueue;
 use super::retry::RetryBudget;
-use super::{Backend, Balancer, LeastConn, Maglev, P2c, PoolPolicy, RoundRobin, Weighted};
-
-/// Load-balancing algorithm names accepted in `pools.NAME.algorithm`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Algorithm {
-    /// `round_robin`: each usable backend in turn.
-    #[default]
-    RoundRobin,
-    /// `weighted`: smooth weighted round robin (nginx's), by `weight`.
-    Weighted,
-    /// `least_conn`: fewest requests in flight per unit of weight, across all workers.
-    LeastConn,
-    /// `p2c`: power of two random choices on in-flight requests times latency EWMA.
-    P2c,
-    /// `maglev`: consistent hashing of the pool's `hash_key` with a Maglev table.
-    Maglev,
-}
-
-impl Algorithm {
-    /// Every algorithm, in documentation order.
-    pub const ALL: [Algorithm; 5] = [
-        Algorithm::RoundRobin,
-        Algorithm::Weighted,
-        Algorithm::LeastConn,
-        Algorithm::P2c,
-        Algorithm::Maglev,
-    ];
-
-    /// The accepted names, for error messages: `"round_robin", "weighted", ...`.
-    pub const NAMES: &'static str =
-        "\"round_robin\", \"weighted\", \"least_conn\", \"p2c\", \"maglev\"";
-
-    /// The algorithm called `name` in a config file, if any.
-    pub fn parse(name: &str) -> Option<Algorithm> {
-        Self::ALL.into_iter().find(|a| a.name() == name)
-    }
-
-    /// The name of this algorithm in a config file.
-    pub fn name(self) -> &'static str {
-        match self {
-            Algorithm::RoundRobin => "round_robin",
-            Algorithm::Weighted => "weighted",
-            Algorithm::LeastConn => "least_conn",
-            Algorithm::P2c => "p2c",
-            Algorithm::Maglev => "maglev",
-        }
-    }
-
-    /// Builds a fresh balancer for this algorithm over `backends`. Tables (`weighted`'s
-    /// cycle, `maglev`'s lookup table) are precomputed here, off the hot path; `policy`
-    /// supplies the `slow_start` window.
-    pub fn build(self, backends: &[Backend], policy: &PoolPolicy) -> Box<dyn Balancer> {
-        let slow_start = policy.slow_start;
-        match self {
-            Algorithm::RoundRobin => Box::new(RoundRobin::new()),
-            Algorithm::Weighted => Box::new(Weighted::new(backends, slow_start)),
-            Algorithm::LeastConn => Box::new(LeastConn::new(backends, slow_start)),
-            Algorithm::P2c => Box::new(P2c::new(backends, slow_start)),
-            Algorithm::Maglev => Box::new(Maglev::new(backends)),
-        }
-    }
-}
-
-impl std::fmt::Display for Algorithm {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+use super::{Backend, Balancer, PoolPolicy};
 
 /// Upstream timeouts of a pool.
 #[derive(Debug, Clone, Copy)]
@@ -157,7 +90,7 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lb::PickContext;
+    use crate::lb::{Algorithm, PickContext};
 
     fn backends(n: usize) -> Vec<Backend> {
         (0..n)

@@ -61,7 +61,7 @@ pub async fn client_address(
 
 /// Bytes peeked by `client_address_now`: a v1 line or a v2 header with up to ~200 bytes of
 /// TLVs; a longer header is left to `client_address`.
-pub const EARLY_PEEK: usize = 256;
+pub const HEADER_PEEK: usize = 256;
 
 /// The client address of a just-accepted connection, as far as the bytes already received
 /// tell it.
@@ -75,7 +75,7 @@ pub enum ClientAddress {
         /// Length of the PROXY header still on the socket.
         header_len: usize,
     },
-    /// Not known yet: the header is not complete (or longer than `EARLY_PEEK`), or something
+    /// Not known yet: the header is not complete (or longer than `HEADER_PEEK`), or something
     /// is wrong (untrusted peer, malformed header). [`client_address`] waits for it within
     /// `proxy_protocol_timeout`, or reports what is wrong.
     NeedHeader,
@@ -98,7 +98,7 @@ pub fn client_address_now(
     if !policy.trusted_proxies.contains(peer.ip()) {
         return ClientAddress::NeedHeader;
     }
-    let mut buf = [0u8; EARLY_PEEK];
+    let mut buf = [0u8; HEADER_PEEK];
     let Ok(n) = tcp.peek(&mut buf) else {
         return ClientAddress::NeedHeader;
     };
@@ -121,7 +121,7 @@ pub async fn skip_header(
     if len == 0 {
         return Ok(());
     }
-    let mut buf = [0u8; EARLY_PEEK];
+    let mut buf = [0u8; HEADER_PEEK];
     let bytes = buf.get_mut(..len).ok_or(ParseError::NotProxy)?;
     match tokio::time::timeout(limit, tcp.read_exact(bytes)).await {
         Err(_) => Err(ClientAddrError::Timeout(limit)),
@@ -333,7 +333,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn at_accept_decides_from_bytes_already_in_and_skips_only_the_header() {
+    async fn a_header_already_in_is_ready_and_only_its_bytes_are_skipped() {
         let trusted = policy(Some(Accept::Any), &["127.0.0.1/32"]);
         let (mut client, server, peer) = pair().await;
         let line = b"PROXY TCP4 192.0.2.10 127.0.0.1 5 6\r\n";

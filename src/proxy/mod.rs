@@ -7,6 +7,7 @@
 //! except the read-only snapshot and the per-backend atomics.
 
 pub mod conn;
+pub mod context;
 pub mod error;
 pub mod headers;
 pub mod idle;
@@ -16,4 +17,5 @@ pub mod route;
 pub mod service;
 pub mod upstream;
 
-pub use conn::{ConnCtx, HttpVersion, WorkerHttp, serve};
+pub use conn::{HttpVersion, serve};
+pub use context::{ConnCtx, WorkerHttp};

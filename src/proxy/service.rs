@@ -12,7 +12,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body::Body as _;
 use hyper::body::Incoming;
 
-use super::conn::ConnCtx;
+use super::context::ConnCtx;
 use super::error::ProxyError;
 use super::headers::{rewrite_request, rewrite_response};
 use super::request_body::{MinUploadRate, RequestBody};

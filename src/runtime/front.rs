@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, field};
 
-use super::WorkerCtx;
+use super::worker_ctx::WorkerCtx;
 use crate::admission::{Admitted, ConnectionPermit, LateCap, Ticket};
 use crate::config::{Listener, SnapshotHandle};
 use crate::geo::ClientTag;

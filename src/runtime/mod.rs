@@ -6,6 +6,8 @@ pub mod accept;
 pub mod front;
 pub mod listen;
 pub mod worker;
+pub mod worker_ctx;
 
 pub use listen::bind_reuseport_group;
-pub use worker::{ShardGauge, WorkerCommand, WorkerCtx, WorkerHandle, WorkerSpec, spawn_worker};
+pub use worker::{WorkerCommand, WorkerHandle, WorkerSpec, spawn_worker};
+pub use worker_ctx::{ShardGauge, WorkerCtx};

@@ -20,14 +20,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-use crate::admission::{Admission, GateObserver, HandshakeGate};
-use crate::config::{LocalSnapshot, Snapshot};
-use crate::proxy::WorkerHttp;
-use crate::proxy::upstream::UpstreamPool;
+use crate::admission::Admission;
+use crate::config::Snapshot;
 use crate::stats::Shard;
 
 use super::accept;
 use super::front::Front;
+use super::worker_ctx::WorkerCtx;
 
 /// How often idle upstream connections are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -67,70 +66,6 @@ pub enum WorkerCommand {
         /// Listener name.
         name: String,
     },
-}
-
-/// State owned by one worker thread and shared by its connections.
-#[derive(Debug)]
-pub struct WorkerCtx {
-    /// Worker index.
-    pub id: usize,
-    /// The HTTP side: stats shard, upstream pool, the live snapshot, admission state.
-    pub http: Rc<WorkerHttp>,
-    /// This worker's TLS handshake cap and queue.
-    pub handshakes: Rc<HandshakeGate>,
-    /// Cancelled when the worker starts its graceful shutdown.
-    pub shutdown: CancellationToken,
-}
-
-impl WorkerCtx {
-    /// A worker's state: `shard` is its stats shard, `admission` the process's admission
-    /// state, `config` the live config.
-    pub fn new(
-        id: usize,
-        shard: Arc<Shard>,
-        admission: Arc<Admission>,
-        config: Arc<ArcSwap<Snapshot>>,
-    ) -> Self {
-        let observer = Box::new(ShardGauge(Arc::clone(&shard)));
-        let handshakes = HandshakeGate::new(observer, Arc::clone(&admission.shares));
-        let http = Rc::new(WorkerHttp {
-            shard,
-            upstream: UpstreamPool::new(),
-            snapshot: LocalSnapshot::new(config),
-            admission,
-        });
-        Self {
-            id,
-            http,
-            handshakes,
-            // Worker-local token: connections wait on it without touching a cross-core lock.
-            shutdown: CancellationToken::new(),
-        }
-    }
-
-    /// This worker's stats shard.
-    pub fn shard(&self) -> &Shard {
-        &self.http.shard
-    }
-
-    /// Admission state shared by every worker.
-    pub fn admission(&self) -> &Admission {
-        &self.http.admission
-    }
-}
-
-/// The handshake gate's queue, published on the worker's stats shard.
-#[derive(Debug)]
-pub struct ShardGauge(pub Arc<Shard>);
-
-impl GateObserver for ShardGauge {
-    fn queue_depth(&self, waiting: usize) {
-        self.0.set_handshake_queue_depth(waiting);
-    }
-
-    fn queue_waited(&self, waited: Duration) {
-        self.0.handshake_queue_waited(waited);
-    }
 }
 
 /// A running worker thread.

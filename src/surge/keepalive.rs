@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use tokio::time::MissedTickBehavior;
 
 use super::client::{self, Conn};
+use super::ctx::Ctx;
 use super::record::{Failure, Kind};
-use super::run::Ctx;
 
 /// One keep-alive client of `country`, claiming `client`, at `rate` requests per second,
 /// first request after `phase`.

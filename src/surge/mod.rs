@@ -65,7 +65,8 @@
 //! - [`client`]: one connection and one new-connection attempt.
 //! - [`hello`]: hello-mode attempts, the ClientHello pool, reading the server's flight.
 //! - [`keepalive`]: a keep-alive client.
-//! - [`run`]: the open-loop and closed-loop runs; [`record`]: what they record.
+//! - [`ctx`]: what the clients of one run share (target, record, slots, the lag).
+//! - [`mod@run`]: the open-loop and closed-loop runs; [`record`]: what they record.
 //! - [`report`]: the report, table and JSON.
 //! - [`backends`]: `levee bench backends`, demo backends for a benchmark script.
 
@@ -73,6 +74,7 @@ pub mod addresses;
 pub mod args;
 pub mod backends;
 pub mod client;
+pub mod ctx;
 pub mod hello;
 pub mod keepalive;
 pub mod plan;
@@ -130,11 +132,11 @@ async fn run_plan(plan: Plan) -> anyhow::Result<Report> {
         tls: tls::client_config(plan.ca.as_deref())?,
     };
     let hello = if plan.hello {
-        Some(run::HelloKit::build(&target, &addrs)?)
+        Some(ctx::HelloKit::build(&target, &addrs)?)
     } else {
         None
     };
-    let ctx = Arc::new(run::Ctx::new(&plan, target, addrs, hello));
+    let ctx = Arc::new(ctx::Ctx::new(&plan, target, addrs, hello));
     let capacity = match plan.capacity {
         Some(concurrency) => {
             let elapsed = run::closed_loop(&plan, Arc::clone(&ctx), concurrency).await;

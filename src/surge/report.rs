@@ -8,9 +8,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::ctx::Lag;
 use super::plan::{Plan, Role};
 use super::record::{Failure, Kind, Recorder, Row};
-use super::run::Lag;
 
 /// The whole report, as printed with `--json`.
 #[derive(Debug, Clone, Serialize)]
@@ -285,7 +285,7 @@ pub fn table(r: &Report) -> String {
             out,
             "client lag: {} late starts (> {} ms), max {:.1} ms; last arrival started at {:.1} s",
             r.client_lag.late_starts,
-            super::run::LATE.as_millis(),
+            super::ctx::LATE.as_millis(),
             r.client_lag.max_lag_ms,
             r.client_lag.last_start_s
         );
