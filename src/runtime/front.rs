@@ -215,14 +215,18 @@ fn verdict(worker: &WorkerCtx, arrival: &Arrival, client: SocketAddr) -> Verdict
     let tag = snapshot.client_tag(client.ip());
     let shard = worker.shard();
     let country = tag.country;
-    match worker
+    let decided = worker
         .admission()
-        .decide(&snapshot.admission, client.ip(), &tag)
-    {
+        .decide(&snapshot.admission, client.ip(), &tag);
+    let dry_run_refusal = match &decided {
+        Ok(admitted) => admitted.dry_run_refusal,
+        Err(refusal) => refusal.dry_run_refusal,
+    };
+    if dry_run_refusal {
+        shard.admission_rejected(country, RejectReason::AutoCapDryRun);
+    }
+    match decided {
         Err(refusal) => {
-            if refusal.dry_run_refusal {
-                shard.admission_rejected(country, RejectReason::AutoCapDryRun);
-            }
             refuse(shard, country, refusal.reason);
             if refusal.tarpit {
                 Verdict::Tarpit
@@ -231,9 +235,6 @@ fn verdict(worker: &WorkerCtx, arrival: &Arrival, client: SocketAddr) -> Verdict
             }
         }
         Ok(admitted) => {
-            if admitted.dry_run_refusal {
-                shard.admission_rejected(country, RejectReason::AutoCapDryRun);
-            }
             let open = Open::new(&worker.http.shard, &tag, client);
             Verdict::Admitted(Entry {
                 client,
@@ -374,8 +375,7 @@ async fn handshake_then_http(
     } else {
         HttpVersion::Http1
     };
-    // The per-IP slot, held (in `entry`) until the connection closes.
-    let _entry = entry;
+    // `entry` (its per-IP slot, its open count) lives until the connection closes.
     proxy::serve(outcome.stream, version, ctx, drain).await;
 }
 
