@@ -9,8 +9,15 @@
 #   CUSTOM_CMD="bash $PWD/benches/peer/levee.sh" CUSTOM_PORT=9443 \
 #     bash ../shared/bench/peers.sh haproxy nginx custom
 #
-# Knobs: LEVEE_BIN (default: target/release/levee of this checkout), LEVEE_WORKERS (2),
-#        LEVEE_LOG (warn), LEVEE_GEO (on: GeoIP tagging and per-country stats as shipped;
+# The config sets only the listener, its certificate and the pool: everything else is
+# levee's shipped default (config/levee.toml): the access log on, written to stdout at the
+# default log level (info), the admin API on 127.0.0.1:9901, GeoIP tagging on.
+#
+# Knobs: LEVEE_BIN (default: target/release/levee of this checkout), LEVEE_WORKERS (unset:
+#        one per core, the default), LEVEE_LOG (unset: the default level, info),
+#        LEVEE_ACCESS_LOG (unset: the default, on; "false" turns it off),
+#        LEVEE_ADMIN (unset: the default address; "off" turns it off),
+#        LEVEE_GEO (on: GeoIP tagging and per-country stats as shipped;
 #        off: `[geo] enabled = false`, for the on/off cost comparison).
 set -euo pipefail
 
@@ -30,14 +37,17 @@ case "${LEVEE_GEO:-on}" in
   *) echo "levee.sh: LEVEE_GEO must be on or off" >&2; exit 1 ;;
 esac
 cfg="$workdir/levee.toml"
+server=""
+[ -n "${LEVEE_WORKERS:-}" ] && server+="workers = ${LEVEE_WORKERS}"$'\n'
+[ -n "${LEVEE_ACCESS_LOG:-}" ] && server+="access_log = ${LEVEE_ACCESS_LOG}"$'\n'
+admin=""
+[ -n "${LEVEE_ADMIN:-}" ] && admin="listen = \"${LEVEE_ADMIN}\""
 cat > "$cfg" <<TOML
 # Written by benches/peer/levee.sh for the peer benchmark.
 [server]
-workers = ${LEVEE_WORKERS:-2}
-access_log = false
-
+${server}
 [admin]
-listen = "off"
+${admin}
 
 [[listeners]]
 name = "bench"
@@ -57,4 +67,7 @@ enabled = ${GEO_ENABLED}
 address = "$PB_BACKEND"
 TOML
 
-exec "$bin" run --config "$cfg" --log-level "${LEVEE_LOG:-warn}"
+if [ -n "${LEVEE_LOG:-}" ]; then
+  exec "$bin" run --config "$cfg" --log-level "$LEVEE_LOG"
+fi
+exec "$bin" run --config "$cfg"

@@ -2,18 +2,14 @@
 
 use http::StatusCode;
 
+use crate::lb::PickError;
+
 /// Why a request could not be proxied.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    /// The route's pool has no usable backend.
-    #[error("no backend available")]
-    NoBackend,
-    /// Every backend is at `max_connections` and the pool's queue is full.
-    #[error("pool queue full")]
-    QueueFull,
-    /// No backend slot freed up within `queue_timeout`.
-    #[error("timed out in the pool queue")]
-    QueueTimeout,
+    /// The route's pool picked no backend: none usable, or its queue full or timed out.
+    #[error(transparent)]
+    Pick(#[from] PickError),
     /// TCP connect to the backend was refused or failed.
     #[error("upstream connect failed: {0}")]
     Connect(std::io::Error),
@@ -37,23 +33,11 @@ pub enum ProxyError {
     ClientBody(hyper::Error),
 }
 
-impl From<crate::lb::PickError> for ProxyError {
-    fn from(e: crate::lb::PickError) -> Self {
-        match e {
-            crate::lb::PickError::NoBackend => ProxyError::NoBackend,
-            crate::lb::PickError::QueueFull => ProxyError::QueueFull,
-            crate::lb::PickError::QueueTimeout => ProxyError::QueueTimeout,
-        }
-    }
-}
-
 impl ProxyError {
     /// The status code answered to the client.
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::NoBackend | ProxyError::QueueFull | ProxyError::QueueTimeout => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ProxyError::Pick(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect(_) | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ProxyError::ConnectTimeout | ProxyError::ResponseTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -81,9 +65,15 @@ impl ProxyError {
     /// The small text body answered to the client.
     pub fn body_text(&self) -> &'static str {
         match self {
-            ProxyError::NoBackend => "503 Service Unavailable: no backend available\n",
-            ProxyError::QueueFull => "503 Service Unavailable: every backend is busy\n",
-            ProxyError::QueueTimeout => "503 Service Unavailable: no backend freed up in time\n",
+            ProxyError::Pick(PickError::NoBackend) => {
+                "503 Service Unavailable: no backend available\n"
+            }
+            ProxyError::Pick(PickError::QueueFull) => {
+                "503 Service Unavailable: every backend is busy\n"
+            }
+            ProxyError::Pick(PickError::QueueTimeout) => {
+                "503 Service Unavailable: no backend freed up in time\n"
+            }
             ProxyError::Connect(_) => "502 Bad Gateway: could not connect to the backend\n",
             ProxyError::Upstream(_) => "502 Bad Gateway: the backend connection failed\n",
             ProxyError::ConnectTimeout => "504 Gateway Timeout: backend connect timed out\n",

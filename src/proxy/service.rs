@@ -23,7 +23,7 @@ use crate::admission::UploadRate;
 use crate::config::{PoolId, SnapshotHandle};
 use crate::geo::tag::ClientTag;
 use crate::labels::RejectReason;
-use crate::lb::{InFlight, Outcome, PickContext, Pool, Tried};
+use crate::lb::{InFlight, Outcome, PickContext, PickError, Pool, Tried};
 use crate::net::client_ip_for_request;
 
 /// The response type levee sends downstream.
@@ -178,7 +178,7 @@ async fn forward(
     record: RequestRecord,
 ) -> ProxyResponse {
     let Some(pool_id) = record.pool else {
-        return error_response(ProxyError::NoBackend, record);
+        return error_response(PickError::NoBackend.into(), record);
     };
     let pool = snapshot.pool(pool_id);
     let pick = pool.pick_context(record.client, req.headers());
