@@ -3,6 +3,7 @@
 
 use std::cell::Cell;
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -127,6 +128,10 @@ impl OnComplete for RequestRecord {
 /// limits, route), pick (the pool's choice of a backend), forward with retries, and record
 /// (per attempt on the backend, `Pool::record_outcome`; per request on the worker's shard and
 /// in the access log, when the response body completes: `RequestRecord`).
+///
+/// The steps that wait are awaited here, one level deep, and take what they keep by
+/// reference: every `async fn` argument is stored twice in its future (once as an argument,
+/// once as a local), and this future lives in every h2 stream's task.
 pub async fn handle(
     req: Request<Incoming>,
     conn: Rc<ConnCtx>,
@@ -134,9 +139,36 @@ pub async fn handle(
     conn.idle.begin();
     let snapshot = conn.routing_snapshot();
     let record = RequestRecord::new(&conn, &snapshot, &req);
-    Ok(match prepare(req, &conn, &snapshot, record) {
-        Ok((req, record)) => forward(req, &conn, &snapshot, record).await,
-        Err(refused) => *refused,
+    let (req, mut record) = match prepare(req, &conn, &snapshot, record) {
+        Ok(prepared) => prepared,
+        Err(refused) => return Ok(*refused),
+    };
+    let Some(pool_id) = record.pool else {
+        return Ok(error_response(PickError::NoBackend.into(), record));
+    };
+    let pool = snapshot.pool(pool_id);
+    let pick = pool.pick_context(record.client, req.headers());
+    let tried = Tried::default();
+    let (index, in_flight) = match pool.pick_for(&pick, &tried).await {
+        Ok(found) => found,
+        Err(e) => return Ok(error_response(e.into(), record)),
+    };
+    let (req, replay) = outbound(req, &conn, &snapshot, pool, index, &record);
+    let mut retries = Retries {
+        pick,
+        tried,
+        replay,
+        left: pool.policy.retry.retries,
+    };
+    let first = Attempt {
+        index,
+        in_flight,
+        req,
+    };
+    let answered = with_retries(first, &mut retries, &conn, pool, &mut record).await;
+    Ok(match answered {
+        Ok((resp, pooled)) => upstream_response(resp, pooled, record),
+        Err(e) => error_response(e, record),
     })
 }
 
@@ -167,39 +199,6 @@ fn prepare(
     let mut record = record;
     record.pool = Some(route(listener, host, req.uri().path()));
     Ok((req, record))
-}
-
-/// Steps 2 and 3: picks a backend of the routed pool, rewrites the request for it, and
-/// forwards it, retrying elsewhere as the pool's retry policy and budget allow.
-async fn forward(
-    req: Request<Incoming>,
-    conn: &ConnCtx,
-    snapshot: &SnapshotHandle,
-    record: RequestRecord,
-) -> ProxyResponse {
-    let Some(pool_id) = record.pool else {
-        return error_response(PickError::NoBackend.into(), record);
-    };
-    let pool = snapshot.pool(pool_id);
-    let pick = pool.pick_context(record.client, req.headers());
-    let tried = Tried::default();
-    let (index, in_flight) = match pool.pick_for(&pick, &tried).await {
-        Ok(found) => found,
-        Err(e) => return error_response(e.into(), record),
-    };
-    let (req, replay) = outbound(req, conn, snapshot, pool, index, &record);
-    let first = Attempt {
-        index,
-        in_flight,
-        req,
-    };
-    let retries = Retries {
-        pick,
-        tried,
-        replay,
-        left: pool.policy.retry.retries,
-    };
-    with_retries(first, retries, conn, pool, record).await
 }
 
 /// The request as it goes upstream: headers rewritten for `backends[index]`, the body
@@ -255,64 +254,71 @@ struct Retries {
     left: u32,
 }
 
-/// Sends `attempt`, and again on another backend while the error is retryable and retries,
-/// the retry budget and backends remain; each attempt's outcome is recorded on its backend.
-async fn with_retries(
-    mut attempt: Attempt,
-    mut retries: Retries,
-    conn: &ConnCtx,
-    pool: &Pool,
-    mut record: RequestRecord,
-) -> ProxyResponse {
-    loop {
-        let backend = &pool.backends[attempt.index];
-        retries.tried.add(attempt.index);
-        record.backend = Some(backend.address);
-        let sent_at = Instant::now();
-        let result = conn
-            .http
-            .upstream
-            .send(backend.address, attempt.req, &pool.timeouts)
-            .await;
-        let (error, unsent) = match result {
-            Ok((resp, pooled)) => {
-                let took = sent_at.elapsed();
-                pool.record_outcome(attempt.index, Outcome::Answered(resp.status(), took));
-                conn.http.shard.upstream_latency(conn.tag.country, took);
-                record._in_flight = Some(attempt.in_flight);
-                return upstream_response(resp, pooled, record);
+/// Step 3: sends `attempt`, and again on another backend while the error is retryable and
+/// retries, the retry budget and backends remain; each attempt's outcome is recorded on its
+/// backend. The backend's answer, or the last error.
+fn with_retries<'a>(
+    attempt: Attempt,
+    retries: &'a mut Retries,
+    conn: &'a ConnCtx,
+    pool: &'a Pool,
+    record: &'a mut RequestRecord,
+) -> impl Future<Output = Result<(Response<Incoming>, PooledSender), ProxyError>> + 'a {
+    // An async block, not an `async fn`: it uses `attempt` in place instead of keeping a
+    // second copy of it (see `handle`).
+    let mut attempt = attempt;
+    async move {
+        loop {
+            let backend = &pool.backends[attempt.index];
+            retries.tried.add(attempt.index);
+            record.backend = Some(backend.address);
+            let sent_at = Instant::now();
+            let result = conn
+                .http
+                .upstream
+                .send(backend.address, attempt.req, &pool.timeouts)
+                .await;
+            let (error, unsent) = match result {
+                Ok((resp, pooled)) => {
+                    let took = sent_at.elapsed();
+                    pool.record_outcome(attempt.index, Outcome::Answered(resp.status(), took));
+                    conn.http.shard.upstream_latency(conn.tag.country, took);
+                    record._in_flight = Some(attempt.in_flight);
+                    return Ok((resp, pooled));
+                }
+                Err(SendError::NotSent(e, req)) => (e, Some(*req)),
+                Err(SendError::Sent(e)) => (e, None),
+            };
+            if error.is_upstream() {
+                pool.record_outcome(attempt.index, Outcome::Failed);
             }
-            Err(SendError::NotSent(e, req)) => (e, Some(*req)),
-            Err(SendError::Sent(e)) => (e, None),
-        };
-        if error.is_upstream() {
-            pool.record_outcome(attempt.index, Outcome::Failed);
+            tracing::debug!(backend = %backend.address, pool = %pool.name, error = %error, "upstream attempt failed");
+            drop(attempt.in_flight);
+            let retryable = matches!(
+                error,
+                ProxyError::Connect(_) | ProxyError::ConnectTimeout | ProxyError::Upstream(_)
+            );
+            let next_req =
+                unsent.or_else(|| replay_request(retries.replay.as_ref(), &record.bytes_in));
+            let Some(next_req) = next_req.filter(|_| retryable && retries.left > 0) else {
+                return Err(error);
+            };
+            // A refused connect reached no backend and costs the pool nothing: it retries
+            // outside the budget (still bounded by `retries`).
+            let costs_the_pool = !error.is_connect_refused();
+            if costs_the_pool && !pool.budget.try_withdraw(&pool.policy.retry) {
+                return Err(error);
+            }
+            let Ok((index, in_flight)) = pool.pick_for(&retries.pick, &retries.tried).await else {
+                return Err(error);
+            };
+            retries.left -= 1;
+            attempt = Attempt {
+                index,
+                in_flight,
+                req: next_req,
+            };
         }
-        tracing::debug!(backend = %backend.address, pool = %pool.name, error = %error, "upstream attempt failed");
-        drop(attempt.in_flight);
-        let retryable = matches!(
-            error,
-            ProxyError::Connect(_) | ProxyError::ConnectTimeout | ProxyError::Upstream(_)
-        );
-        let next_req = unsent.or_else(|| replay_request(retries.replay.as_ref(), &record.bytes_in));
-        let Some(next_req) = next_req.filter(|_| retryable && retries.left > 0) else {
-            return error_response(error, record);
-        };
-        // A refused connect reached no backend and costs the pool nothing: it retries
-        // outside the budget (still bounded by `retries`).
-        let costs_the_pool = !error.is_connect_refused();
-        if costs_the_pool && !pool.budget.try_withdraw(&pool.policy.retry) {
-            return error_response(error, record);
-        }
-        let Ok((index, in_flight)) = pool.pick_for(&retries.pick, &retries.tried).await else {
-            return error_response(error, record);
-        };
-        retries.left -= 1;
-        attempt = Attempt {
-            index,
-            in_flight,
-            req: next_req,
-        };
     }
 }
 

@@ -22,6 +22,7 @@
 //! closed, by a guard), the handshake's kind and time. Admission knows no sockets and writes
 //! no stats; it returns verdicts.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::rc::Rc;
@@ -197,7 +198,9 @@ impl Front {
                 Screened::Closed
             }
             Verdict::Tarpit => Screened::Tarpit(tcp, arrival),
-            Verdict::Admitted(entry) if gate_refuses(worker, &arrival, &entry) => {
+            Verdict::Admitted(entry)
+                if gate_refuses(worker, &arrival, &entry.admitted, entry.tag.country) =>
+            {
                 close_refused(&tcp, RejectReason::HandshakeQueueFull);
                 Screened::Closed
             }
@@ -249,134 +252,150 @@ fn verdict(worker: &WorkerCtx, arrival: &Arrival, client: SocketAddr) -> Verdict
 /// Whether the handshake gate would refuse this TLS connection now (every slot taken, the
 /// queue full, and no waiter of a country further ahead of its share to make room): it is
 /// refused before its ClientHello is read, and counted. Allowlisted clients never are.
-fn gate_refuses(worker: &WorkerCtx, arrival: &Arrival, entry: &Entry) -> bool {
+fn gate_refuses(
+    worker: &WorkerCtx,
+    arrival: &Arrival,
+    admitted: &Admitted,
+    country: CountryIdx,
+) -> bool {
     let limits = arrival.snapshot.admission.gate_limits();
     let tls = arrival.listener().is_some_and(|l| l.tls.is_some());
-    if !tls
-        || entry.admitted.allowlisted
-        || !worker.handshakes.refuses_now(limits, entry.tag.country)
-    {
+    if !tls || admitted.allowlisted || !worker.handshakes.refuses_now(limits, country) {
         return false;
     }
-    refuse(
-        worker.shard(),
-        entry.tag.country,
-        RejectReason::HandshakeQueueFull,
-    );
+    refuse(worker.shard(), country, RejectReason::HandshakeQueueFull);
     true
 }
 
 /// The connection's task: the rest of the client address step, then the handshake and HTTP.
-async fn connection(
-    mut tcp: TcpStream,
+fn connection(
+    tcp: TcpStream,
     arrival: Arrival,
     stage: Stage,
     worker: Rc<WorkerCtx>,
     drain: CancellationToken,
-) {
-    let Some(listener) = arrival.listener().cloned() else {
-        return;
-    };
-    let policy = &listener.client_address;
-    let entry = match stage {
-        Stage::Admitted { entry, header_len } => {
-            let limit = policy.proxy_protocol_timeout;
-            if let Err(e) = net::skip_header(&mut tcp, header_len, limit).await {
-                debug!(error = %e, "connection lost before TLS");
-                return;
-            }
-            entry
-        }
-        Stage::NeedHeader => {
-            let read = tokio::select! {
-                r = net::client_address(&mut tcp, arrival.transport_peer, policy) => r,
-                _ = drain.cancelled() => return,
-            };
-            let client = match read {
-                Ok(client) => client,
-                Err(e) => {
-                    debug!(error = %e, "connection refused before TLS");
+) -> impl Future<Output = ()> {
+    // An async block, not an `async fn`: the block uses what it captured in place, where an
+    // `async fn` keeps every argument twice in its future, which lives as long as the
+    // connection (so does `handshake_then_http`'s).
+    let mut tcp = tcp;
+    async move {
+        let Some(listener) = arrival.listener() else {
+            return;
+        };
+        let policy = &listener.client_address;
+        let entry = match stage {
+            Stage::Admitted { entry, header_len } => {
+                let limit = policy.proxy_protocol_timeout;
+                if let Err(e) = net::skip_header(&mut tcp, header_len, limit).await {
+                    debug!(error = %e, "connection lost before TLS");
                     return;
                 }
-            };
-            match verdict(&worker, &arrival, client) {
-                Verdict::Admitted(entry) => entry,
-                Verdict::Refused(reason) => return close_refused(&tcp, reason),
-                Verdict::Tarpit => {
-                    let settings = &arrival.snapshot.admission;
-                    worker.admission().hold_tarpitted(settings, &drain).await;
-                    return close_refused(&tcp, RejectReason::Tarpit);
+                entry
+            }
+            Stage::NeedHeader => {
+                let read = tokio::select! {
+                    r = net::client_address(&mut tcp, arrival.transport_peer, policy) => r,
+                    _ = drain.cancelled() => return,
+                };
+                let client = match read {
+                    Ok(client) => client,
+                    Err(e) => {
+                        debug!(error = %e, "connection refused before TLS");
+                        return;
+                    }
+                };
+                match verdict(&worker, &arrival, client) {
+                    Verdict::Admitted(entry) => entry,
+                    Verdict::Refused(reason) => return close_refused(&tcp, reason),
+                    Verdict::Tarpit => {
+                        let settings = &arrival.snapshot.admission;
+                        worker.admission().hold_tarpitted(settings, &drain).await;
+                        return close_refused(&tcp, RejectReason::Tarpit);
+                    }
                 }
             }
+        };
+        if entry.client != arrival.transport_peer {
+            tracing::Span::current().record("client", field::display(entry.client));
         }
-    };
-    if entry.client != arrival.transport_peer {
-        tracing::Span::current().record("client", field::display(entry.client));
+        handshake_then_http(tcp, &arrival, entry, worker, drain).await;
+        // The process-wide slot is held until the connection is over.
+        drop(arrival);
     }
-    handshake_then_http(tcp, &arrival, entry, worker, drain).await;
-    // The process-wide slot is held until the connection is over.
-    drop(arrival);
 }
 
 /// The handshake slot and TLS (for a TLS listener), then HTTP serving until the connection
 /// ends.
-async fn handshake_then_http(
+// An async block on purpose (see `connection`): an `async fn` would keep `entry` twice.
+#[allow(clippy::manual_async_fn)]
+fn handshake_then_http(
     tcp: TcpStream,
     arrival: &Arrival,
     entry: Entry,
     worker: Rc<WorkerCtx>,
     drain: CancellationToken,
-) {
-    let Some(listener) = arrival.listener() else {
-        return;
-    };
-    let ctx = ConnCtx::new(
-        Rc::clone(&worker.http),
-        Rc::clone(&arrival.snapshot),
-        arrival.listener_index,
-        entry.client,
-        arrival.transport_peer,
-        entry.tag.clone(),
-    );
-    let Some(ctx) = ctx.map(Rc::new) else {
-        return;
-    };
-    let Some(tls_settings) = &listener.tls else {
-        return proxy::serve(tcp, HttpVersion::Detect, ctx, drain).await;
-    };
-    if gate_refuses(&worker, arrival, &entry) {
-        return close_refused(&tcp, RejectReason::HandshakeQueueFull);
-    }
-    let country = entry.tag.country;
-    let config = Arc::clone(&tls_settings.server_config);
-    let deadline = tls_settings.handshake_timeout;
-    let handshake = handshake(tcp, config, deadline, arrival, &entry, &worker);
-    let accepted = tokio::select! {
-        r = handshake => r,
-        _ = drain.cancelled() => return,
-    };
-    let shard = worker.shard();
-    let outcome = match accepted {
-        Ok(o) => o,
-        Err(HandshakeError::Refused(reason)) => return refuse(shard, country, reason),
-        Err(e) => {
-            shard.handshake(country, HandshakeKind::Failed, e.duration());
-            debug!(error = %e, "TLS handshake failed");
+) -> impl Future<Output = ()> + '_ {
+    async move {
+        let Some(listener) = arrival.listener() else {
             return;
+        };
+        // Its per-IP slot (in `admitted`) and its open count live until the connection closes.
+        let Entry {
+            client,
+            tag,
+            admitted,
+            _open: open,
+        } = entry;
+        let country = tag.country;
+        let ctx = ConnCtx::new(
+            Rc::clone(&worker.http),
+            Rc::clone(&arrival.snapshot),
+            arrival.listener_index,
+            client,
+            arrival.transport_peer,
+            tag,
+        );
+        let Some(ctx) = ctx.map(Rc::new) else {
+            return;
+        };
+        let Some(tls_settings) = &listener.tls else {
+            proxy::serve(tcp, HttpVersion::Detect, ctx, drain).await;
+            return drop((admitted, open));
+        };
+        if gate_refuses(&worker, arrival, &admitted, country) {
+            return close_refused(&tcp, RejectReason::HandshakeQueueFull);
         }
-    };
-    shard.handshake(country, outcome.kind, outcome.duration);
-    let span = tracing::Span::current();
-    span.record("sni", outcome.sni().unwrap_or(""));
-    let h2 = outcome.is_h2();
-    span.record("alpn", if h2 { "h2" } else { "http/1.1" });
-    let version = if h2 {
-        HttpVersion::H2
-    } else {
-        HttpVersion::Http1
-    };
-    // `entry` (its per-IP slot, its open count) lives until the connection closes.
-    proxy::serve(outcome.stream, version, ctx, drain).await;
+        let config = Arc::clone(&tls_settings.server_config);
+        let deadline = tls_settings.handshake_timeout;
+        let handshake = handshake(tcp, config, deadline, arrival, &admitted, country, &worker);
+        let accepted = tokio::select! {
+            r = handshake => r,
+            _ = drain.cancelled() => return,
+        };
+        let shard = worker.shard();
+        let outcome = match accepted {
+            Ok(o) => o,
+            Err(HandshakeError::Refused(reason)) => return refuse(shard, country, reason),
+            Err(e) => {
+                shard.handshake(country, HandshakeKind::Failed, e.duration());
+                debug!(error = %e, "TLS handshake failed");
+                return;
+            }
+        };
+        shard.handshake(country, outcome.kind, outcome.duration);
+        let span = tracing::Span::current();
+        span.record("sni", outcome.sni().unwrap_or(""));
+        let h2 = outcome.is_h2();
+        span.record("alpn", if h2 { "h2" } else { "http/1.1" });
+        let version = if h2 {
+            HttpVersion::H2
+        } else {
+            HttpVersion::Http1
+        };
+        proxy::serve(outcome.stream, version, ctx, drain).await;
+        drop((admitted, open));
+    }
 }
 
 /// The TLS handshake, with the handshake gate between the ClientHello and the first reply:
@@ -388,15 +407,14 @@ async fn handshake(
     config: Arc<rustls::ServerConfig>,
     deadline: Duration,
     arrival: &Arrival,
-    entry: &Entry,
+    admitted: &Admitted,
+    country: CountryIdx,
     worker: &WorkerCtx,
 ) -> Result<tls::HandshakeOutcome, HandshakeError> {
     let settings = &arrival.snapshot.admission;
     let limits = settings.gate_limits();
-    let admitted = &entry.admitted;
     let classify = limits.in_flight.is_some() && !admitted.allowlisted;
     let (allowlisted, exempt) = (admitted.allowlisted, admitted.exempt_from_late_cap());
-    let country = entry.tag.country;
     let slot = |resuming: bool| async move {
         let priority = allowlisted || resuming;
         let permit = worker
