@@ -7,12 +7,15 @@
 //!
 //! Defends: no panic on any header bytes; no hop-by-hop header and no header named in
 //! `Connection` reaches a backend; exactly one `Host`, `X-Forwarded-For` (ending with the
-//! client address) and `X-Forwarded-Proto`; an origin-form HTTP/1.1 target; every other
-//! client header passes through unchanged and in order.
+//! client address) and `X-Forwarded-Proto`; the client's GeoIP tag headers set by levee
+//! alone (a client-sent copy never passes: exactly one `X-Client-Country`, the tag's, and no
+//! `X-Client-Asn` for a tag without one); an origin-form HTTP/1.1 target; every other client
+//! header passes through unchanged and in order.
 #![no_main]
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Uri, Version};
+use levee::geo::{ClientTag, GeoSettings};
 use levee::proxy::headers::{ClientSide, rewrite_request};
 use libfuzzer_sys::fuzz_target;
 
@@ -31,12 +34,14 @@ const HOP_BY_HOP: [&str; 8] = [
 ];
 
 /// Headers levee sets itself: their values legitimately change.
-const SET_BY_PROXY: [&str; 5] = [
+const SET_BY_PROXY: [&str; 7] = [
     "host",
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",
     "via",
+    "x-client-country",
+    "x-client-asn",
 ];
 
 fn parse(data: &[u8]) -> Option<(http::request::Parts, bool)> {
@@ -96,9 +101,14 @@ fuzz_target!(|data: &[u8]| {
         ip: HeaderValue::from_static(CLIENT_IP),
         tls,
     };
+    // A client of unknown country and no ASN, with the default `[geo]` header names.
+    let geo = GeoSettings::default();
+    let tag = ClientTag::unknown();
     rewrite_request(
         &mut parts,
         &client,
+        &geo,
+        &tag,
         &HeaderValue::from_static(FALLBACK_HOST),
     );
     let after = &parts.headers;
@@ -120,6 +130,8 @@ fuzz_target!(|data: &[u8]| {
         xff.as_bytes().ends_with(CLIENT_IP.as_bytes()),
         "x-forwarded-for {xff:?}"
     );
+    assert_eq!(exactly_one(after, "x-client-country"), "ZZ");
+    assert!(!after.contains_key("x-client-asn"), "a client-sent ASN passed");
     let proto = exactly_one(after, "x-forwarded-proto");
     assert_eq!(proto, if tls { "https" } else { "http" });
     assert!(after.get_all(header::VIA).iter().last().is_some(), "no Via");
