@@ -2,6 +2,7 @@
 //! and finished its TLS handshake: hyper's HTTP/1.1 or h2 server (chosen by ALPN) with the
 //! listener's limits, the idle timeout, and the graceful wind-down on drain.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::rc::Rc;
 
@@ -13,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug};
 
 use super::context::ConnCtx;
+use super::first_bytes::{self, FirstBytes};
 use super::service;
 use crate::config::HttpLimits;
 
@@ -46,22 +48,51 @@ where
 
 /// Serves HTTP on an established stream (`version` as TLS negotiated it) until it closes,
 /// or winds it down gracefully once `drain` is cancelled: requests in flight finish, then
-/// the connection closes (HTTP/1 after its response, h2 by GOAWAY).
+/// the connection closes (HTTP/1 after its response, h2 by GOAWAY). A connection that sends
+/// neither an h2 preface nor a request within `header_timeout` is closed then
+/// (`first_bytes`); HTTP/1 over TLS has hyper's own deadline for that.
 pub async fn serve<I>(io: I, version: HttpVersion, ctx: Rc<ConnCtx>, drain: CancellationToken)
 where
     I: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let builder = http_builder(&ctx.listener.http);
-    let builder = match version {
-        HttpVersion::Detect => builder,
-        HttpVersion::H2 => builder.http2_only(),
-        HttpVersion::Http1 => builder.http1_only(),
-    };
-    let idle_timeout = ctx.listener.http.idle_timeout;
+    match version {
+        HttpVersion::Http1 => serve_with(io, builder.http1_only(), None, ctx, drain).await,
+        HttpVersion::H2 | HttpVersion::Detect => {
+            let builder = if version == HttpVersion::H2 {
+                builder.http2_only()
+            } else {
+                builder
+            };
+            let seen = Rc::new(Cell::new(0));
+            let io = FirstBytes::new(io, Rc::clone(&seen));
+            serve_with(io, builder, Some(seen), ctx, drain).await;
+        }
+    }
+}
+
+/// `serve` with `builder`; `seen`: the first bytes' count, when the silent deadline applies.
+async fn serve_with<I>(
+    io: I,
+    builder: auto::Builder<LocalExec>,
+    seen: Option<Rc<Cell<usize>>>,
+    ctx: Rc<ConnCtx>,
+    drain: CancellationToken,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let limits = &ctx.listener.http;
+    let (idle_timeout, header_timeout) = (limits.idle_timeout, limits.header_timeout);
     let svc_ctx = Rc::clone(&ctx);
     let svc = service_fn(move |req| service::handle(req, Rc::clone(&svc_ctx)));
     let conn = builder.serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
+    let silent = async {
+        match &seen {
+            Some(seen) => first_bytes::silent(seen, &ctx.idle, header_timeout).await,
+            None => std::future::pending().await,
+        }
+    };
     let result = tokio::select! {
         r = conn.as_mut() => r,
         _ = drain.cancelled() => {
@@ -72,6 +103,10 @@ where
             debug!("closing idle connection");
             conn.as_mut().graceful_shutdown();
             conn.await
+        }
+        _ = silent => {
+            debug!("closing a connection that sent no request within header_timeout");
+            return;
         }
     };
     if let Err(e) = result {

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 pub struct IdleTracker {
     active: Cell<usize>,
     last: Cell<Instant>,
+    begun: Cell<bool>,
 }
 
 impl Default for IdleTracker {
@@ -18,6 +19,7 @@ impl Default for IdleTracker {
         Self {
             active: Cell::new(0),
             last: Cell::new(Instant::now()),
+            begun: Cell::new(false),
         }
     }
 }
@@ -27,6 +29,12 @@ impl IdleTracker {
     pub fn begin(&self) {
         self.active.set(self.active.get() + 1);
         self.last.set(Instant::now());
+        self.begun.set(true);
+    }
+
+    /// Whether any request has begun on the connection.
+    pub fn has_begun(&self) -> bool {
+        self.begun.get()
     }
 
     /// A request finished (its response body was sent or dropped).

@@ -9,6 +9,7 @@
 pub mod conn;
 pub mod context;
 pub mod error;
+pub mod first_bytes;
 pub mod headers;
 pub mod idle;
 pub mod request_body;
