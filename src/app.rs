@@ -135,6 +135,9 @@ pub fn start_with(snapshot: Snapshot, source: Option<ReloadSource>) -> anyhow::R
         workers,
         "config loaded"
     );
+    for w in crate::config::warnings(&snapshot) {
+        warn!(key = w.key, "{}", w.reason);
+    }
     let mut per_worker: Vec<Vec<(String, std::net::TcpListener)>> =
         (0..workers).map(|_| Vec::new()).collect();
     let mut listeners = Vec::new();

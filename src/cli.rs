@@ -170,6 +170,9 @@ fn require_config(path: Option<&Path>) -> anyhow::Result<&Path> {
 fn check(path: &Path) -> anyhow::Result<i32> {
     match app::load(path) {
         Ok((s, _)) => {
+            for w in config::warnings(&s) {
+                eprintln!("warning: {w}");
+            }
             println!(
                 "{}: ok ({} listeners, {} pools, generation hash {:016x})",
                 path.display(),

@@ -250,3 +250,26 @@ fn check_fails_on_a_missing_config_file() {
     assert_ne!(out.status.code(), Some(0));
     assert!(out.stderr.contains("absent.toml"), "{}", out.stderr);
 }
+
+#[test]
+fn check_warns_when_the_admin_api_listens_beyond_loopback_without_a_token() {
+    let ca = TestCa::new();
+    let cert = ca.leaf("good", &["localhost"]).toml();
+    let with_admin = |admin: &str| base(&cert).replace("listen = \"off\"", admin);
+    // Beyond loopback, no token: valid (exit 0), with a warning naming the key.
+    let open = check(ca.dir(), "open", &with_admin("listen = \"0.0.0.0:9901\""));
+    assert_eq!(open.status.code(), Some(0), "{}", open.stderr);
+    assert!(
+        open.stderr.contains("warning: admin.listen: 0.0.0.0:9901"),
+        "{}",
+        open.stderr
+    );
+    // With a token, or on loopback: no warning.
+    let token = with_admin("listen = \"0.0.0.0:9901\"\ntoken = \"0123456789abcdef-token\"");
+    let loopback = with_admin("listen = \"127.0.0.1:9901\"");
+    for (name, toml) in [("token", token), ("loopback", loopback)] {
+        let out = check(ca.dir(), name, &toml);
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", out.stderr);
+        assert!(!out.stderr.contains("warning"), "{name}: {}", out.stderr);
+    }
+}

@@ -9,6 +9,7 @@ pub mod local;
 pub mod reload;
 pub mod snapshot;
 pub mod validate;
+pub mod warnings;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 pub use local::{LocalSnapshot, SnapshotHandle};
 pub use snapshot::*;
+pub use warnings::{ConfigWarning, warnings};
 
 use crate::tls::{CertError, NamedKey, Resumption};
 

@@ -190,6 +190,9 @@ impl Reloader {
                     took_ms = took.as_secs_f64() * 1000.0,
                     "config reloaded"
                 );
+                for w in config::warnings(&snapshot) {
+                    warn!(key = w.key, "{}", w.reason);
+                }
                 report(&snapshot, took, Vec::new())
             }
             Err(errors) => {
