@@ -12,6 +12,9 @@ mod stats_json;
 
 pub use pools::{pools_json, state_name};
 pub use prometheus::{METRICS_CONTENT_TYPE, render_metrics};
-pub use server::serve_admin;
+pub use server::{
+    CONNECTION_LIFETIME as ADMIN_CONNECTION_LIFETIME, HEADER_TIMEOUT as ADMIN_HEADER_TIMEOUT,
+    MAX_CONNECTIONS as ADMIN_MAX_CONNECTIONS, serve_admin,
+};
 pub use state::AdminState;
 pub use stats_json::stats_json;

@@ -10,24 +10,39 @@
 //! With `[admin] token` set, every endpoint but `/healthz` needs `Authorization: Bearer
 //! TOKEN`, else 401 with `WWW-Authenticate: Bearer`. The token is read from the snapshot
 //! serving now (a reload can set or change it) and compared in constant time.
+//!
+//! Slow or idle clients cannot pile up: a request head must arrive within
+//! `HEADER_TIMEOUT`, a connection lives at most `CONNECTION_LIFETIME`, and at most
+//! `MAX_CONNECTIONS` are open at once (more are closed at accept).
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::state::AdminState;
 
+/// Time allowed to receive a whole request head, from the moment one is waited for.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest an admin connection stays open (a reload answers within `admin::client`'s 60 s).
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
+/// Most admin connections open at once: `levee top`, `levee reload` and a scraper need a
+/// handful; the rest would be a flood.
+pub const MAX_CONNECTIONS: usize = 64;
+
 /// Serves the admin API on `listener` until `shutdown` is cancelled.
 pub async fn serve_admin(listener: TcpListener, state: AdminState, shutdown: CancellationToken) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (tcp, _) = tokio::select! {
             r = listener.accept() => match r {
@@ -39,17 +54,29 @@ pub async fn serve_admin(listener: TcpListener, state: AdminState, shutdown: Can
             },
             _ = shutdown.cancelled() => return,
         };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            debug!(
+                limit = MAX_CONNECTIONS,
+                "admin connection refused: too many open"
+            );
+            continue;
+        };
         let state = state.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(respond(&req, &state).await) }
             });
-            let conn =
-                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc);
-            if let Err(e) = conn.await {
-                debug!(error = %e, "admin connection error");
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(tcp), svc);
+            match tokio::time::timeout(CONNECTION_LIFETIME, conn).await {
+                Ok(Err(e)) => debug!(error = %e, "admin connection error"),
+                Err(_) => debug!("admin connection closed: lifetime reached"),
+                Ok(Ok(())) => {}
             }
+            drop(slot);
         });
     }
 }
