@@ -89,6 +89,7 @@ fn bench_rewrite_request(c: &mut Criterion) {
     let client = ClientSide {
         ip: HeaderValue::from_static("192.0.2.33"),
         tls: true,
+        trusted: false,
     };
     let fallback = HeaderValue::from_static("127.0.0.1:8080");
     // A client with a country and an ASN: both tag headers are written.

@@ -1,13 +1,16 @@
 //! Fuzz target `headers`: arbitrary request heads through `rewrite_request`, the rewrite every
 //! proxied request goes through, with its invariants checked on the result.
 //!
-//! Input: byte 0 picks TLS (bit 0) and the HTTP version (bits 1-2); the rest is split on `\n`:
+//! Input: byte 0 picks TLS (bit 0), the HTTP version (bits 1-2) and whether the client is a
+//! trusted proxy (bit 3); the rest is split on `\n`:
 //! the first line is the request target, every other line a `name: value` header (lines that
 //! are not a valid header are skipped).
 //!
 //! Defends: no panic on any header bytes; no hop-by-hop header and no header named in
 //! `Connection` reaches a backend; exactly one `Host`, `X-Forwarded-For` (ending with the
-//! client address) and `X-Forwarded-Proto`; the client's GeoIP tag headers set by levee
+//! client address; from a client that is not a trusted proxy, only the client address) and
+//! `X-Forwarded-Proto`; no client-sent `Forwarded` or `X-Forwarded-Port` from an untrusted
+//! client; the client's GeoIP tag headers set by levee
 //! alone (a client-sent copy never passes: exactly one `X-Client-Country`, the tag's, and no
 //! `X-Client-Asn` for a tag without one); an origin-form HTTP/1.1 target; every other client
 //! header passes through unchanged and in order.
@@ -34,7 +37,7 @@ const HOP_BY_HOP: [&str; 8] = [
 ];
 
 /// Headers levee sets itself: their values legitimately change.
-const SET_BY_PROXY: [&str; 7] = [
+const SET_BY_PROXY: [&str; 9] = [
     "host",
     "x-forwarded-for",
     "x-forwarded-proto",
@@ -42,11 +45,18 @@ const SET_BY_PROXY: [&str; 7] = [
     "via",
     "x-client-country",
     "x-client-asn",
+    "forwarded",
+    "x-forwarded-port",
 ];
 
-fn parse(data: &[u8]) -> Option<(http::request::Parts, bool)> {
+/// A request head, and the client as `rewrite_request` sees it.
+fn parse(data: &[u8]) -> Option<(http::request::Parts, ClientSide)> {
     let (&flags, rest) = data.split_first()?;
-    let tls = flags & 1 == 1;
+    let client = ClientSide {
+        ip: HeaderValue::from_static(CLIENT_IP),
+        tls: flags & 1 == 1,
+        trusted: flags & 8 == 8,
+    };
     let version = match (flags >> 1) & 3 {
         0 => Version::HTTP_10,
         1 => Version::HTTP_11,
@@ -68,7 +78,7 @@ fn parse(data: &[u8]) -> Option<(http::request::Parts, bool)> {
             parts.headers.append(n, v);
         }
     }
-    Some((parts, tls))
+    Some((parts, client))
 }
 
 /// Every header the client named in `Connection`, read byte-wise as a proxy must.
@@ -92,15 +102,11 @@ fn exactly_one<'a>(headers: &'a HeaderMap, name: &str) -> &'a HeaderValue {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((mut parts, tls)) = parse(data) else {
+    let Some((mut parts, client)) = parse(data) else {
         return;
     };
     let before = parts.headers.clone();
     let named = connection_named(&before);
-    let client = ClientSide {
-        ip: HeaderValue::from_static(CLIENT_IP),
-        tls,
-    };
     // A client of unknown country and no ASN, with the default `[geo]` header names.
     let geo = GeoSettings::default();
     let tag = ClientTag::unknown();
@@ -130,10 +136,21 @@ fuzz_target!(|data: &[u8]| {
         xff.as_bytes().ends_with(CLIENT_IP.as_bytes()),
         "x-forwarded-for {xff:?}"
     );
+    if !client.trusted {
+        assert_eq!(xff, CLIENT_IP, "an untrusted client's x-forwarded-for passed");
+        for h in ["forwarded", "x-forwarded-port"] {
+            assert!(!after.contains_key(h), "an untrusted client's {h} passed");
+        }
+    }
     assert_eq!(exactly_one(after, "x-client-country"), "ZZ");
     assert!(!after.contains_key("x-client-asn"), "a client-sent ASN passed");
-    let proto = exactly_one(after, "x-forwarded-proto");
-    assert_eq!(proto, if tls { "https" } else { "http" });
+    if client.trusted {
+        // A trusted proxy's own X-Forwarded-Proto is kept as it sent it.
+        assert!(after.contains_key("x-forwarded-proto"), "no x-forwarded-proto");
+    } else {
+        let proto = exactly_one(after, "x-forwarded-proto");
+        assert_eq!(proto, if client.tls { "https" } else { "http" });
+    }
     assert!(after.get_all(header::VIA).iter().last().is_some(), "no Via");
     assert!(
         parts.uri.scheme().is_none() && parts.uri.authority().is_none(),

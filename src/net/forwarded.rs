@@ -34,7 +34,7 @@ pub fn client_ip_for_request(
 pub fn client_ip(policy: &ClientAddressPolicy, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
     let mut client = peer.to_canonical();
     let trusted = &policy.trusted_proxies;
-    if !policy.trust_forwarded_for || !trusted.contains(client) {
+    if !trusts_forwarded(policy, client) {
         return client;
     }
     // Several X-Forwarded-For lines form one list, in order (RFC 9110 §5.3).
@@ -54,6 +54,12 @@ pub fn client_ip(policy: &ClientAddressPolicy, peer: IpAddr, headers: &HeaderMap
         }
     }
     client
+}
+
+/// Whether `peer` is believed when it forwards for someone else: `trust_forwarded_for` is
+/// set and `peer` is among `trusted_proxies`.
+pub fn trusts_forwarded(policy: &ClientAddressPolicy, peer: IpAddr) -> bool {
+    policy.trust_forwarded_for && policy.trusted_proxies.contains(peer.to_canonical())
 }
 
 /// One list entry: `192.0.2.1`, `2001:db8::1`, or with a port (`192.0.2.1:443`,

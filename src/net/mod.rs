@@ -17,7 +17,7 @@ pub mod trusted;
 use std::time::Duration;
 
 pub use accept::{ClientAddrError, ClientAddress, client_address, client_address_now, skip_header};
-pub use forwarded::client_ip_for_request;
+pub use forwarded::{client_ip_for_request, trusts_forwarded};
 pub use proxy_protocol::Accept;
 pub use trusted::{CidrError, TrustedProxies, parse_cidr};
 

@@ -71,6 +71,7 @@ impl ConnCtx {
             ip: http::HeaderValue::from_str(&client.ip().to_string())
                 .unwrap_or_else(|_| http::HeaderValue::from_static("unknown")),
             tls: listener.tls.is_some(),
+            trusted: crate::net::trusts_forwarded(&listener.client_address, client.ip()),
         };
         let listener_at = Cell::new((snapshot.generation, Some(listener_index)));
         Some(Self {

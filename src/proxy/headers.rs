@@ -21,6 +21,16 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+
+/// The forwarding headers a client may send and a backend may believe: removed from a
+/// client that is not a trusted proxy, then set from what levee knows.
+const FORWARDING: [&HeaderName; 4] = [
+    &X_FORWARDED_PROTO,
+    &X_FORWARDED_HOST,
+    &X_FORWARDED_PORT,
+    &header::FORWARDED,
+];
 
 /// Removes hop-by-hop headers, including every header named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -58,9 +68,20 @@ pub struct ClientSide {
     pub ip: HeaderValue,
     /// Whether the client connection is TLS.
     pub tls: bool,
+    /// Whether the client is a proxy the listener trusts with `X-Forwarded-For`
+    /// (`trust_forwarded_for` and `trusted_proxies`): its forwarding headers are kept (its
+    /// `X-Forwarded-For` extended). Anyone else's are removed and set from what levee knows.
+    pub trusted: bool,
 }
 
 /// Rewrites a client request head into the head sent upstream (HTTP/1.1, origin-form).
+///
+/// Forwarding headers: from a client that is not a trusted proxy (`ClientSide::trusted`),
+/// every `X-Forwarded-For/-Proto/-Host/-Port` and `Forwarded` it sent is removed, then
+/// `X-Forwarded-For` (the client address), `X-Forwarded-Proto` and, when levee knows the
+/// host, `X-Forwarded-Host` are set. From a trusted proxy, its `X-Forwarded-For` is extended
+/// with the address it connected from, and its other forwarding headers are kept (levee's
+/// are set only where it sent none).
 ///
 /// `fallback_host` is used as `Host` when the client sent none (HTTP/1.0 without Host). The
 /// client's tag goes into the headers `geo` names (see [`set_client_tag`]).
@@ -74,6 +95,12 @@ pub fn rewrite_request(
     let via = via_for(parts.version);
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers);
+    if !client.trusted {
+        headers.remove(&X_FORWARDED_FOR);
+        for name in FORWARDING {
+            headers.remove(name);
+        }
+    }
     let host = headers.get(header::HOST).cloned().or_else(|| {
         let authority = parts.uri.authority()?;
         HeaderValue::from_str(authority.as_str()).ok()
@@ -81,17 +108,19 @@ pub fn rewrite_request(
     match host {
         Some(host) => {
             headers.insert(header::HOST, host.clone());
-            headers.insert(X_FORWARDED_HOST.clone(), host);
+            if !client.trusted || !headers.contains_key(&X_FORWARDED_HOST) {
+                headers.insert(X_FORWARDED_HOST.clone(), host);
+            }
         }
         None => {
             headers.insert(header::HOST, fallback_host.clone());
         }
     }
     append_forwarded_for(headers, &client.ip);
-    headers.insert(
-        X_FORWARDED_PROTO.clone(),
-        HeaderValue::from_static(if client.tls { "https" } else { "http" }),
-    );
+    if !client.trusted || !headers.contains_key(&X_FORWARDED_PROTO) {
+        let proto = HeaderValue::from_static(if client.tls { "https" } else { "http" });
+        headers.insert(X_FORWARDED_PROTO.clone(), proto);
+    }
     headers.append(header::VIA, via);
     set_client_tag(headers, geo, tag);
     parts.uri = origin_form(&parts.uri);
@@ -181,6 +210,7 @@ mod tests {
         let client = ClientSide {
             ip: HeaderValue::from_static("10.0.0.9"),
             tls: true,
+            trusted: false,
         };
         rewrite_request(
             &mut p,
@@ -210,9 +240,11 @@ mod tests {
                 .header("x-forwarded-for", "2.2.2.2"),
         );
         let (geo, tag) = untagged();
+        // A trusted proxy: its X-Forwarded-For is extended.
         let client = ClientSide {
             ip: HeaderValue::from_static("3.3.3.3"),
             tls: false,
+            trusted: true,
         };
         rewrite_request(
             &mut p,
@@ -230,12 +262,52 @@ mod tests {
     }
 
     #[test]
+    fn an_untrusted_clients_forwarding_headers_are_replaced() {
+        let forged = |version| {
+            request(
+                http::Request::get("/x")
+                    .version(version)
+                    .header("x-forwarded-for", "1.1.1.1")
+                    .header("x-forwarded-proto", "https")
+                    .header("x-forwarded-host", "evil.example")
+                    .header("x-forwarded-port", "443")
+                    .header("forwarded", "for=1.1.1.1;host=evil.example"),
+            )
+        };
+        let (geo, tag) = untagged();
+        let fallback = HeaderValue::from_static("b:1");
+        let mut client = ClientSide {
+            ip: HeaderValue::from_static("3.3.3.3"),
+            tls: false,
+            trusted: false,
+        };
+        // HTTP/1.0 without Host: levee knows no host, so no X-Forwarded-Host at all.
+        let mut p = forged(Version::HTTP_10);
+        rewrite_request(&mut p, &client, &geo, &tag, &fallback);
+        assert_eq!(p.headers["x-forwarded-for"], "3.3.3.3");
+        assert_eq!(p.headers["x-forwarded-proto"], "http");
+        for h in ["x-forwarded-host", "x-forwarded-port", "forwarded"] {
+            assert!(!p.headers.contains_key(h), "{h} passed");
+        }
+        // The same from a trusted proxy: kept, and its X-Forwarded-For extended.
+        client.trusted = true;
+        let mut p = forged(Version::HTTP_10);
+        rewrite_request(&mut p, &client, &geo, &tag, &fallback);
+        assert_eq!(p.headers["x-forwarded-for"], "1.1.1.1, 3.3.3.3");
+        assert_eq!(p.headers["x-forwarded-proto"], "https");
+        assert_eq!(p.headers["x-forwarded-host"], "evil.example");
+        assert_eq!(p.headers["x-forwarded-port"], "443");
+        assert_eq!(p.headers["forwarded"], "for=1.1.1.1;host=evil.example");
+    }
+
+    #[test]
     fn http10_without_host_gets_backend_host() {
         let mut p = request(http::Request::get("/").version(Version::HTTP_10));
         let (geo, tag) = untagged();
         let client = ClientSide {
             ip: HeaderValue::from_static("3.3.3.3"),
             tls: true,
+            trusted: false,
         };
         rewrite_request(
             &mut p,
@@ -263,6 +335,7 @@ mod tests {
         let client = ClientSide {
             ip: HeaderValue::from_static("192.0.2.1"),
             tls: true,
+            trusted: false,
         };
         let spoofed = || {
             request(
