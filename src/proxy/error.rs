@@ -31,6 +31,17 @@ pub enum ProxyError {
     /// The client's request body failed (client went away or sent a malformed body).
     #[error("client request body failed: {0}")]
     ClientBody(hyper::Error),
+    /// The request is not one a proxy can forward as it is; the text is the whole body of
+    /// the 400 answered.
+    #[error("bad request")]
+    BadRequest(&'static str),
+    /// `CONNECT`: levee does not open tunnels.
+    #[error("CONNECT is not supported")]
+    MethodNotAllowed,
+    /// The backend's response head is malformed (its body is framed twice); its connection
+    /// is not reused.
+    #[error("malformed backend response")]
+    BadResponse,
 }
 
 impl ProxyError {
@@ -42,7 +53,9 @@ impl ProxyError {
             ProxyError::ConnectTimeout | ProxyError::ResponseTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BodyTooSlow => StatusCode::REQUEST_TIMEOUT,
-            ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
+            ProxyError::ClientBody(_) | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::BadResponse => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -59,6 +72,7 @@ impl ProxyError {
                 | ProxyError::ConnectTimeout
                 | ProxyError::ResponseTimeout
                 | ProxyError::Upstream(_)
+                | ProxyError::BadResponse
         )
     }
 
@@ -81,6 +95,11 @@ impl ProxyError {
             ProxyError::BodyTooLarge => "413 Content Too Large: request body over the limit\n",
             ProxyError::BodyTooSlow => "408 Request Timeout: request body too slow\n",
             ProxyError::ClientBody(_) => "400 Bad Request: request body failed\n",
+            ProxyError::BadRequest(text) => text,
+            ProxyError::MethodNotAllowed => {
+                "405 Method Not Allowed: levee does not tunnel CONNECT\n"
+            }
+            ProxyError::BadResponse => "502 Bad Gateway: the backend's response was malformed\n",
         }
     }
 }

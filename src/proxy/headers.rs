@@ -101,10 +101,10 @@ pub fn rewrite_request(
             headers.remove(name);
         }
     }
-    let host = headers.get(header::HOST).cloned().or_else(|| {
-        let authority = parts.uri.authority()?;
-        HeaderValue::from_str(authority.as_str()).ok()
-    });
+    // An absolute-form target's (or h2's `:authority`) is the host, whatever `Host` says.
+    let authority = parts.uri.authority();
+    let authority = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+    let host = authority.or_else(|| headers.get(header::HOST).cloned());
     match host {
         Some(host) => {
             headers.insert(header::HOST, host.clone());

@@ -187,15 +187,19 @@ fn prepare(
         // Looked up per request only in this case: one proxy connection carries many clients.
         record.forwarded_tag = Some(snapshot.client_tag(client_ip));
     }
+    if let Err(e) = check_semantics(&req) {
+        return Err(Box::new(error_response(e, record)));
+    }
     let record = over_request_limit(conn, snapshot, record)?;
     if declared_length(&req).is_some_and(|len| len > listener.http.max_body_bytes) {
         return Err(Box::new(error_response(ProxyError::BodyTooLarge, record)));
     }
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().host());
+    // An absolute-form target's authority is the host, whatever `Host` says (RFC 9112
+    // §3.2.2); over h2 it is `:authority`.
+    let host = req.uri().host().or_else(|| {
+        let host = req.headers().get(header::HOST)?;
+        host.to_str().ok()
+    });
     let mut record = record;
     record.pool = Some(route(listener, host, req.uri().path()));
     Ok((req, record))
@@ -254,6 +258,32 @@ struct Retries {
     left: u32,
 }
 
+/// What a strict edge refuses before routing (RFC 9110, RFC 9112): `CONNECT` (levee does not
+/// tunnel), the asterisk-form target for anything but `OPTIONS`, two `Host` headers, and an
+/// HTTP/1.1 request with no host at all. (hyper refuses a transfer coding other than a final
+/// `chunked` itself, with 400.)
+fn check_semantics(req: &Request<Incoming>) -> Result<(), ProxyError> {
+    if req.method() == Method::CONNECT {
+        return Err(ProxyError::MethodNotAllowed);
+    }
+    if req.uri() == "*" && req.method() != Method::OPTIONS {
+        let text = "400 Bad Request: the asterisk-form target is for OPTIONS only\n";
+        return Err(ProxyError::BadRequest(text));
+    }
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        let text = "400 Bad Request: a request has one Host header, not several\n";
+        return Err(ProxyError::BadRequest(text));
+    }
+    let no_host = first.is_none() && req.uri().authority().is_none();
+    if req.version() == http::Version::HTTP_11 && no_host {
+        let text = "400 Bad Request: an HTTP/1.1 request needs a Host header\n";
+        return Err(ProxyError::BadRequest(text));
+    }
+    Ok(())
+}
+
 /// Step 3: sends `attempt`, and again on another backend while the error is retryable and
 /// retries, the retry budget and backends remain; each attempt's outcome is recorded on its
 /// backend. The backend's answer, or the last error.
@@ -279,6 +309,11 @@ fn with_retries<'a>(
                 .send(backend.address, attempt.req, &pool.timeouts)
                 .await;
             let (error, unsent) = match result {
+                Ok((resp, pooled)) if framed_twice(&resp) => {
+                    // Not pooled: what follows this head on the connection is unknowable.
+                    drop(pooled);
+                    (ProxyError::BadResponse, None)
+                }
                 Ok((resp, pooled)) => {
                     let took = sent_at.elapsed();
                     pool.record_outcome(attempt.index, Outcome::Answered(resp.status(), took));
@@ -320,6 +355,14 @@ fn with_retries<'a>(
             };
         }
     }
+}
+
+/// Whether a backend response frames its body both by `Content-Length` and by
+/// `Transfer-Encoding` (RFC 9112 §6.3: a sign of smuggling, to be treated as an error):
+/// relayed, the length the client is told and the body it gets would disagree.
+fn framed_twice(resp: &Response<Incoming>) -> bool {
+    let headers = resp.headers();
+    headers.contains_key(header::CONTENT_LENGTH) && headers.contains_key(header::TRANSFER_ENCODING)
 }
 
 /// One try of a request on one backend.
