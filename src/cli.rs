@@ -236,14 +236,20 @@ fn top(admin: Option<String>, token: Option<String>, config: Option<&Path>) -> a
     Ok(0)
 }
 
-/// Sets up tracing: `--log-level`, else RUST_LOG, else `info`; text or JSON lines.
+/// Sets up tracing: `--log-level`, else RUST_LOG, else `info`; text or JSON lines, with ANSI
+/// colours only when stdout is a terminal (a file, a pipe or a log collector gets plain
+/// text).
 pub fn init_tracing(level: Option<&str>, format: LogFormat) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = level
         .map(EnvFilter::new)
         .or_else(|| EnvFilter::try_from_default_env().ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let ansi = std::io::stdout().is_terminal();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
