@@ -16,6 +16,7 @@
 //! | `levee_config_last_reload_timestamp_seconds` | gauge (0 before any reload) | |
 //! | `levee_connections_total` | counter | `country` |
 //! | `levee_connections_active` | gauge | `country` |
+//! | `levee_send_timeouts_total` | counter | |
 //! | `levee_tls_handshakes_total` | counter | `country`, `kind` = full, resumed, failed |
 //! | `levee_tls_handshake_duration_seconds` | histogram | `country` |
 //! | `levee_requests_total` | counter | `country`, `code_class` = 1xx .. 5xx |
@@ -57,7 +58,7 @@ use crate::geo::country;
 use crate::reload::ReloadStats;
 use crate::stats::{
     CountersSnapshot, CountryIdx, HandshakeKind, Shard, StatsView, UNKNOWN_COUNTRY, has_traffic,
-    per_country,
+    per_country, totals,
 };
 
 /// The `Content-Type` of `/metrics`.
@@ -88,6 +89,7 @@ pub fn render_metrics(
     // Writing into a `String` cannot fail; the `fmt::Result`s only thread `?` through.
     let _ = write_config(&mut out, snapshot, reloads)
         .and_then(|()| write_traffic(&mut out, &rows))
+        .and_then(|()| write_send_timeouts(&mut out, shards))
         .and_then(|()| write_windows(&mut out, &rows, view))
         .and_then(|()| write_asns(&mut out, view))
         .and_then(|()| super::prom_admission::write_admission(&mut out, shards))
@@ -159,6 +161,16 @@ fn write_config(out: &mut String, snapshot: &Snapshot, reloads: &ReloadStats) ->
         &[],
         Float(reloads.last_reload_unix_seconds()),
     )
+}
+
+/// `levee_send_timeouts_total`: counted per worker, summed here.
+fn write_send_timeouts(out: &mut String, shards: &[Arc<Shard>]) -> fmt::Result {
+    let name = "levee_send_timeouts_total";
+    let help = "Client connections closed because writing to them made no progress for \
+                send_timeout.";
+    family(out, name, "counter", help)?;
+    let total = totals(shards.iter().map(|s| s.as_ref())).send_timeouts;
+    sample(out, name, &[], total)
 }
 
 fn write_traffic(out: &mut String, rows: &[CountryRow]) -> fmt::Result {

@@ -85,6 +85,7 @@ pub fn stats_json(state: &AdminState) -> Value {
         .collect();
     let mut totals = counters_json(&t);
     if let Some(obj) = totals.as_object_mut() {
+        obj.insert("send_timeouts".into(), json!(t.send_timeouts));
         obj.insert("conn_rate_1s".into(), json!(view.totals.conn_rate_1s));
         obj.insert("conn_rate_10s".into(), json!(view.totals.conn_rate_10s));
         obj.insert("conn_rate_60s".into(), json!(view.totals.conn_rate_60s));

@@ -165,6 +165,8 @@ pub struct RawHttp {
     pub header_timeout: Option<String>,
     /// Keep-alive idle time between requests.
     pub idle_timeout: Option<String>,
+    /// Longest time without progress writing to the client.
+    pub send_timeout: Option<String>,
 }
 
 /// `[[listeners.routes]]`: host and/or path prefix to a pool.

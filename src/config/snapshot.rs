@@ -149,6 +149,9 @@ pub struct HttpLimits {
     pub header_timeout: Duration,
     /// Idle keep-alive time between requests on a downstream connection.
     pub idle_timeout: Duration,
+    /// Longest time a write to the client may make no progress (the client stopped
+    /// reading); then the connection and its backend side are closed.
+    pub send_timeout: Duration,
 }
 
 /// `[[listeners.routes]]`: match on host and path prefix, send to a pool.

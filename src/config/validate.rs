@@ -31,6 +31,8 @@ const MAX_HEADER_BYTES: usize = 64 * 1024;
 const MAX_BODY_BYTES: u64 = 100 * 1024 * 1024;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default `[listeners.http] send_timeout`.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 // Accepted ranges. hyper refuses a read buffer under 8 KiB, and the head limit is that buffer.
 const WORKERS_RANGE: (i64, i64) = (1, 1024);
@@ -486,11 +488,14 @@ fn http_limits(s: &mut Scope<'_>, raw: &RawListener) -> Option<HttpLimits> {
         raw.idle_timeout.as_deref(),
         CLIENT_IDLE_TIMEOUT,
     );
+    let send = raw.send_timeout.as_deref();
+    let send_timeout = s.timeout("send_timeout", send, SEND_TIMEOUT);
     Some(HttpLimits {
         max_header_bytes: max_header_bytes?,
         max_body_bytes: max_body_bytes?,
         header_timeout: header_timeout?,
         idle_timeout: idle_timeout?,
+        send_timeout: send_timeout?,
     })
 }
 

@@ -2,7 +2,6 @@
 //! and finished its TLS handshake: hyper's HTTP/1.1 or h2 server (chosen by ALPN) with the
 //! listener's limits, the idle timeout, and the graceful wind-down on drain.
 
-use std::cell::Cell;
 use std::future::Future;
 use std::rc::Rc;
 
@@ -14,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug};
 
 use super::context::ConnCtx;
-use super::first_bytes::{self, FirstBytes};
 use super::service;
+use super::watch::{self, Watch, Watched};
 use crate::config::HttpLimits;
 
 /// Smallest read buffer hyper accepts for HTTP/1 heads.
@@ -48,50 +47,34 @@ where
 
 /// Serves HTTP on an established stream (`version` as TLS negotiated it) until it closes,
 /// or winds it down gracefully once `drain` is cancelled: requests in flight finish, then
-/// the connection closes (HTTP/1 after its response, h2 by GOAWAY). A connection that sends
-/// neither an h2 preface nor a request within `header_timeout` is closed then
-/// (`first_bytes`); HTTP/1 over TLS has hyper's own deadline for that.
+/// the connection closes (HTTP/1 after its response, h2 by GOAWAY). Closed at once when a
+/// connection sends neither an h2 preface nor a request within `header_timeout` (HTTP/1
+/// over TLS has hyper's own deadline for that), or when a write to it makes no progress for
+/// `send_timeout` (counted): see `watch`.
 pub async fn serve<I>(io: I, version: HttpVersion, ctx: Rc<ConnCtx>, drain: CancellationToken)
 where
     I: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let builder = http_builder(&ctx.listener.http);
-    match version {
-        HttpVersion::Http1 => serve_with(io, builder.http1_only(), None, ctx, drain).await,
-        HttpVersion::H2 | HttpVersion::Detect => {
-            let builder = if version == HttpVersion::H2 {
-                builder.http2_only()
-            } else {
-                builder
-            };
-            let seen = Rc::new(Cell::new(0));
-            let io = FirstBytes::new(io, Rc::clone(&seen));
-            serve_with(io, builder, Some(seen), ctx, drain).await;
-        }
-    }
-}
-
-/// `serve` with `builder`; `seen`: the first bytes' count, when the silent deadline applies.
-async fn serve_with<I>(
-    io: I,
-    builder: auto::Builder<LocalExec>,
-    seen: Option<Rc<Cell<usize>>>,
-    ctx: Rc<ConnCtx>,
-    drain: CancellationToken,
-) where
-    I: AsyncRead + AsyncWrite + Unpin + 'static,
-{
+    let builder = match version {
+        HttpVersion::Detect => builder,
+        HttpVersion::H2 => builder.http2_only(),
+        HttpVersion::Http1 => builder.http1_only(),
+    };
     let limits = &ctx.listener.http;
     let (idle_timeout, header_timeout) = (limits.idle_timeout, limits.header_timeout);
+    let send_timeout = limits.send_timeout;
+    let watch = Rc::new(Watch::default());
+    let io = Watched::new(io, Rc::clone(&watch));
     let svc_ctx = Rc::clone(&ctx);
     let svc = service_fn(move |req| service::handle(req, Rc::clone(&svc_ctx)));
     let conn = builder.serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
     let silent = async {
-        match &seen {
-            Some(seen) => first_bytes::silent(seen, &ctx.idle, header_timeout).await,
-            None => std::future::pending().await,
+        if version == HttpVersion::Http1 {
+            std::future::pending::<()>().await;
         }
+        watch::silent(&watch, &ctx.idle, header_timeout).await;
     };
     let result = tokio::select! {
         r = conn.as_mut() => r,
@@ -106,6 +89,11 @@ async fn serve_with<I>(
         }
         _ = silent => {
             debug!("closing a connection that sent no request within header_timeout");
+            return;
+        }
+        _ = watch::stalled(&watch, send_timeout) => {
+            debug!("closing a connection that stopped reading: send_timeout");
+            ctx.http.shard.send_timed_out();
             return;
         }
     };

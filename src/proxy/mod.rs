@@ -9,7 +9,6 @@
 pub mod conn;
 pub mod context;
 pub mod error;
-pub mod first_bytes;
 pub mod headers;
 pub mod idle;
 pub mod request_body;
@@ -17,6 +16,7 @@ pub mod response_body;
 pub mod route;
 pub mod service;
 pub mod upstream;
+pub mod watch;
 
 pub use conn::{HttpVersion, serve};
 pub use context::{ConnCtx, WorkerHttp};

@@ -78,6 +78,9 @@ pub struct CountersSnapshot {
     pub bytes_in: u64,
     /// Response body bytes sent to clients.
     pub bytes_out: u64,
+    /// Connections closed because the client stopped reading (`send_timeout`); in totals
+    /// only (counted per worker, not per country).
+    pub send_timeouts: u64,
     /// Upstream response-head latency histogram.
     pub upstream_time: HistogramSnapshot,
     /// Admission refusals by `RejectReason` (dry-run "would have" counts included).
@@ -143,6 +146,8 @@ pub struct Shard {
     rejected: Box<[[AtomicU64; RejectReason::COUNT]]>,
     /// Connections waiting in this worker's handshake queue now.
     handshake_queue_depth: AtomicU64,
+    /// Connections closed by `send_timeout`.
+    send_timeouts: AtomicU64,
     /// How long connections waited in the handshake queue (admitted or not).
     handshake_queue_wait: Histogram,
 }
@@ -160,6 +165,7 @@ impl Shard {
                 .map(|_| Default::default())
                 .collect(),
             handshake_queue_depth: AtomicU64::new(0),
+            send_timeouts: AtomicU64::new(0),
             handshake_queue_wait: Histogram::default(),
         }
     }
@@ -240,6 +246,11 @@ impl Shard {
         s.handshake_time.record(took);
     }
 
+    /// A connection was closed because writing to it made no progress for `send_timeout`.
+    pub fn send_timed_out(&self) {
+        self.send_timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A request finished with `status`, moving `bytes_in`/`bytes_out` body bytes.
     pub fn request(&self, c: CountryIdx, status: u16, bytes_in: u64, bytes_out: u64) {
         let s = self.slot(c);
@@ -275,6 +286,7 @@ impl Shard {
         for c in self.countries.iter() {
             c.add_to(into);
         }
+        into.send_timeouts += self.send_timeouts.load(Ordering::Relaxed);
         for row in self.rejected.iter() {
             for (d, a) in into.rejected.iter_mut().zip(row) {
                 *d += a.load(Ordering::Relaxed);

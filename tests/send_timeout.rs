@@ -1,0 +1,88 @@
+//! `[listeners.http] send_timeout`: a client that stops reading its response is closed once
+//! writing to it has made no progress for that long, with the request's backend side, and
+//! counted; a slow client that keeps reading is not.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn levee_for(backend: &Backend) -> Levee {
+    let toml = server_toml(1)
+        + &listener_toml("web", "web", None, "", "send_timeout = \"1s\"")
+        + &pool_toml("web", &[backend.addr], "");
+    start_levee(&toml)
+}
+
+const BIG: &[u8] = b"GET /download?bytes=200000000 HTTP/1.1\r\nHost: a\r\n\r\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_closed_at_send_timeout() {
+    let backend = Backend::start("b1");
+    let levee = levee_for(&backend);
+    let mut tcp = TcpStream::connect(levee.addr("web")).await.unwrap();
+    tcp.write_all(BIG).await.unwrap();
+    // Never read: levee's writes fill the socket buffers, then wait.
+    let started = Instant::now();
+    while levee.totals().send_timeouts == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no send timeout"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(900), "too early: {took:?}");
+    // Both sides closed: the backend's request ends, and the client's stream ends after
+    // what was already in flight.
+    let pools = levee.running().snapshot();
+    let state = &pools.pools[0].backends[0].state;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while state.in_flight() != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the backend request is still in flight"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut buf = vec![0u8; 1 << 20];
+    let drained = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    });
+    assert!(drained.await.is_ok(), "the client connection stayed open");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_that_keeps_reading_is_not_cut() {
+    let backend = Backend::start("b1");
+    let levee = levee_for(&backend);
+    let mut tcp = TcpStream::connect(levee.addr("web")).await.unwrap();
+    let head = b"GET /download?bytes=4000000 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+    tcp.write_all(head).await.unwrap();
+    // Reads in small bites with pauses shorter than send_timeout, for 3 s in all.
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    let started = Instant::now();
+    loop {
+        let n = tcp.read(&mut buf).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        got += n;
+        if started.elapsed() < Duration::from_secs(3) {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    assert!(got > 4_000_000, "cut after {got} bytes");
+    assert_eq!(levee.totals().send_timeouts, 0);
+}
