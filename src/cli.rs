@@ -16,9 +16,12 @@ use crate::config::{self, LogFormat};
 
 mod geo;
 
+/// `levee --version`: the package version and the commit it was built from.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("LEVEE_COMMIT"), ")");
+
 /// levee: a thread-per-core TLS-terminating load-balancing reverse proxy.
 #[derive(Debug, Parser)]
-#[command(name = "levee", version, about)]
+#[command(name = "levee", version = VERSION, about)]
 pub struct Cli {
     /// Config file: to run or check; for `reload`, where to read `[admin] listen`.
     #[arg(long, short = 'c', global = true)]
@@ -226,6 +229,14 @@ fn reload(admin: Option<String>, config: Option<&Path>, json: bool) -> anyhow::R
 }
 
 fn top(admin: Option<String>, token: Option<String>, config: Option<&Path>) -> anyhow::Result<i32> {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        eprintln!(
+            "levee top needs a terminal (stdout is not one); for the same data as JSON, \
+             GET /stats on the admin API (Prometheus text: /metrics)"
+        );
+        return Ok(2);
+    }
     let addr = match (admin, config) {
         (Some(a), _) => a,
         (None, Some(path)) => crate::admin::client::admin_addr_from_config(path)?,

@@ -12,9 +12,10 @@ use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-fn levee_for(backend: &Backend) -> Levee {
+fn levee_for(backend: &Backend, send_timeout: &str) -> Levee {
+    let http = format!("send_timeout = \"{send_timeout}\"");
     let toml = server_toml(1)
-        + &listener_toml("web", "web", None, "", "send_timeout = \"1s\"")
+        + &listener_toml("web", "web", None, "", &http)
         + &pool_toml("web", &[backend.addr], "");
     start_levee(&toml)
 }
@@ -24,7 +25,7 @@ const BIG: &[u8] = b"GET /download?bytes=200000000 HTTP/1.1\r\nHost: a\r\n\r\n";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_is_closed_at_send_timeout() {
     let backend = Backend::start("b1");
-    let levee = levee_for(&backend);
+    let levee = levee_for(&backend, "1s");
     let mut tcp = TcpStream::connect(levee.addr("web")).await.unwrap();
     tcp.write_all(BIG).await.unwrap();
     // Never read: levee's writes fill the socket buffers, then wait.
@@ -64,14 +65,17 @@ async fn a_client_that_stops_reading_is_closed_at_send_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_reader_that_keeps_reading_is_not_cut() {
+    // Progress as levee sees it is the kernel's: a waiting write resumes only once a good
+    // part of the socket's send buffer (megabytes on loopback) has drained, so the reader
+    // here is slow (about 2.5 MB/s, against gigabytes a second when it reads freely) but not
+    // so slow that draining that part takes longer than send_timeout.
     let backend = Backend::start("b1");
-    let levee = levee_for(&backend);
+    let levee = levee_for(&backend, "3s");
     let mut tcp = TcpStream::connect(levee.addr("web")).await.unwrap();
-    let head = b"GET /download?bytes=4000000 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+    let head = b"GET /download?bytes=8000000 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
     tcp.write_all(head).await.unwrap();
-    // Reads in small bites with pauses shorter than send_timeout, for 3 s in all.
     let mut got = 0usize;
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; 256 * 1024];
     let started = Instant::now();
     loop {
         let n = tcp.read(&mut buf).await.unwrap();
@@ -79,10 +83,10 @@ async fn a_slow_reader_that_keeps_reading_is_not_cut() {
             break;
         }
         got += n;
-        if started.elapsed() < Duration::from_secs(3) {
-            tokio::time::sleep(Duration::from_millis(300)).await;
+        if started.elapsed() < Duration::from_secs(6) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    assert!(got > 4_000_000, "cut after {got} bytes");
+    assert!(got > 8_000_000, "cut after {got} bytes");
     assert_eq!(levee.totals().send_timeouts, 0);
 }

@@ -10,6 +10,7 @@
 //!
 //! | name | type | labels |
 //! |---|---|---|
+//! | `levee_build_info` | gauge (always 1) | `version`, `commit` |
 //! | `levee_config_generation` | gauge | |
 //! | `levee_config_info` | gauge (always 1) | `source_hash` |
 //! | `levee_config_reloads_total` | counter | `result` = ok, error |
@@ -122,6 +123,18 @@ fn country_rows(shards: &[Arc<Shard>]) -> Vec<CountryRow> {
 }
 
 fn write_config(out: &mut String, snapshot: &Snapshot, reloads: &ReloadStats) -> fmt::Result {
+    let name = "levee_build_info";
+    family(
+        out,
+        name,
+        "gauge",
+        "Always 1: the version and commit levee was built from.",
+    )?;
+    let labels: [(&str, &dyn Display); 2] = [
+        ("version", &env!("CARGO_PKG_VERSION")),
+        ("commit", &env!("LEVEE_COMMIT")),
+    ];
+    sample(out, name, &labels, 1)?;
     family(
         out,
         "levee_config_generation",
