@@ -88,6 +88,14 @@ pub enum Command {
         #[arg(long)]
         no_traffic: bool,
     },
+    /// Print a shell completion script (e.g. `levee completions bash > /etc/bash_completion.d/levee`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page, in roff (e.g. `levee man > /usr/local/share/man/man1/levee.1`).
+    Man,
     /// Load tools for benchmarks (loopback only).
     Bench {
         /// What to run.
@@ -146,6 +154,16 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
             command: GeoCommand::Lookup { ip, json },
         } => geo::lookup(ip, cli.config.as_deref(), json),
         Command::Top { admin, token } => top(admin, token, cli.config.as_deref()),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "levee", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Man => {
+            let command = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(command).render(&mut std::io::stdout())?;
+            Ok(0)
+        }
         Command::Demo {
             listen,
             admin,

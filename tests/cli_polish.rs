@@ -49,3 +49,19 @@ async fn metrics_carry_the_build() {
     );
     assert!(text.contains(&want), "{text}");
 }
+
+#[test]
+fn completions_and_the_man_page_are_printed() {
+    let bash = run_levee(&["completions", "bash"]);
+    assert_eq!(bash.status.code(), Some(0), "{}", bash.stderr);
+    assert!(bash.stdout.contains("_levee()"), "{}", bash.stdout);
+    assert!(bash.stdout.contains("reload"), "subcommands missing");
+    let zsh = run_levee(&["completions", "zsh"]);
+    assert!(zsh.stdout.starts_with("#compdef levee"), "{}", zsh.stdout);
+    let bad = run_levee(&["completions", "cmd.exe"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", bad.stderr);
+    let man = run_levee(&["man"]);
+    assert_eq!(man.status.code(), Some(0), "{}", man.stderr);
+    assert!(man.stdout.contains(".TH levee 1"), "{}", man.stdout);
+    assert!(man.stdout.contains(".SH SUBCOMMANDS"), "{}", man.stdout);
+}
