@@ -89,10 +89,10 @@ impl Admission {
         let mut cap_checked = false;
         let mut dry_run_refusal = false;
         if !allowlisted {
-            if !rules.is_empty() {
-                if let Err(limited) = self.rates.admit_connection(rules, tag) {
-                    return Err(self.over_bucket(limited.action));
-                }
+            if !rules.is_empty()
+                && let Err(limited) = self.rates.admit_connection(rules, tag)
+            {
+                return Err(self.over_bucket(limited.action));
             }
             cap_checked = self.auto.is_capped(tag.country);
             if self.auto.check(tag.country) == CapCheck::Over {

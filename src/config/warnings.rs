@@ -23,16 +23,17 @@ impl std::fmt::Display for ConfigWarning {
 pub fn warnings(snapshot: &Snapshot) -> Vec<ConfigWarning> {
     let mut found = Vec::new();
     let admin = &snapshot.admin;
-    if let Some(addr) = admin.listen {
-        if !addr.ip().is_loopback() && admin.token.is_none() {
-            found.push(ConfigWarning {
-                key: "admin.listen",
-                reason: format!(
-                    "{addr} is reachable beyond loopback and admin.token is not set: anyone \
+    if let Some(addr) = admin.listen
+        && !addr.ip().is_loopback()
+        && admin.token.is_none()
+    {
+        found.push(ConfigWarning {
+            key: "admin.listen",
+            reason: format!(
+                "{addr} is reachable beyond loopback and admin.token is not set: anyone \
                      who can reach it can read /stats and /metrics and trigger /reload"
-                ),
-            });
-        }
+            ),
+        });
     }
     found
 }

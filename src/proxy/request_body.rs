@@ -90,13 +90,13 @@ impl Body for RequestBody {
             Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(Box::new(e)))),
             Poll::Ready(None) => return Poll::Ready(None),
             Poll::Pending => {
-                if let Some(min) = this.rate.as_mut() {
-                    if let Poll::Ready(slow) = min.rate.poll_behind(cx) {
-                        this.inner = None;
-                        min.shard
-                            .admission_rejected(min.country, RejectReason::SlowUpload);
-                        return Poll::Ready(Some(Err(Box::new(slow))));
-                    }
+                if let Some(min) = this.rate.as_mut()
+                    && let Poll::Ready(slow) = min.rate.poll_behind(cx)
+                {
+                    this.inner = None;
+                    min.shard
+                        .admission_rejected(min.country, RejectReason::SlowUpload);
+                    return Poll::Ready(Some(Err(Box::new(slow))));
                 }
                 return Poll::Pending;
             }

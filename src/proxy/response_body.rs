@@ -64,12 +64,11 @@ impl<C: OnComplete> Drop for ResponseBody<C> {
     fn drop(&mut self) {
         // An empty body (HEAD, 204, Content-Length: 0) may never be polled: its connection
         // is still clean and goes back to the pool.
-        if let Kind::Upstream { inner, pooled } = &mut self.kind {
-            if inner.is_end_stream() {
-                if let Some(sender) = pooled.take() {
-                    sender.release();
-                }
-            }
+        if let Kind::Upstream { inner, pooled } = &mut self.kind
+            && inner.is_end_stream()
+            && let Some(sender) = pooled.take()
+        {
+            sender.release();
         }
         self.finish();
     }
@@ -88,10 +87,10 @@ impl<C: OnComplete + Unpin> Body for ResponseBody<C> {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Upstream { inner, pooled } => {
                 let p = Pin::new(&mut *inner).poll_frame(cx);
-                if let Poll::Ready(None) = p {
-                    if let Some(sender) = pooled.take() {
-                        sender.release();
-                    }
+                if let Poll::Ready(None) = p
+                    && let Some(sender) = pooled.take()
+                {
+                    sender.release();
                 }
                 p
             }

@@ -79,12 +79,12 @@ impl Drop for RequestRecord {
         // However the request ends (completed, failed, or cancelled by the client).
         self.conn.idle.end();
         // Free the backend slot before waking a queued request, or it finds none.
-        if self._in_flight.take().is_some() {
-            if let Some(id) = self.pool {
-                let pool = self.snapshot.pool(id);
-                if pool.policy.limits.max_connections.is_some() {
-                    pool.queue.slot_freed();
-                }
+        if self._in_flight.take().is_some()
+            && let Some(id) = self.pool
+        {
+            let pool = self.snapshot.pool(id);
+            if pool.policy.limits.max_connections.is_some() {
+                pool.queue.slot_freed();
             }
         }
     }

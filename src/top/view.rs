@@ -176,13 +176,13 @@ fn footer_line(model: &Model, ui: &UiState, shown: Option<(usize, usize, usize)>
     ))];
     if let Some(e) = &model.error {
         spans.push(Span::styled(format!(" {e}"), ALERT));
-    } else if let Some((first, last, total)) = shown {
-        if last < total || first > 1 {
-            spans.push(Span::styled(
-                format!(" rows {first}-{last} of {total}"),
-                DIM,
-            ));
-        }
+    } else if let Some((first, last, total)) = shown
+        && (last < total || first > 1)
+    {
+        spans.push(Span::styled(
+            format!(" rows {first}-{last} of {total}"),
+            DIM,
+        ));
     }
     Line::from(spans)
 }

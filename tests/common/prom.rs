@@ -215,13 +215,12 @@ pub fn parse_exposition(text: &str) -> Exposition {
 /// The family a sample belongs to: histogram samples drop `_bucket`/`_sum`/`_count`.
 fn family_of<'a>(name: &'a str, types: &HashMap<String, String>) -> &'a str {
     for suffix in ["_bucket", "_sum", "_count"] {
-        if let Some(base) = name.strip_suffix(suffix) {
-            if types
+        if let Some(base) = name.strip_suffix(suffix)
+            && types
                 .get(base)
                 .is_some_and(|t| t == "histogram" || t == "summary")
-            {
-                return base;
-            }
+        {
+            return base;
         }
     }
     name
