@@ -8,9 +8,9 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::client::{Conn, Proto, TlsOpts, client_config_insecure, tls_connect};
+use common::client::{Conn, Proto, TlsOpts, client_config_insecure, closed_within, tls_connect};
 use common::*;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -27,22 +27,11 @@ fn levee_with(backend: &Backend, tls: bool) -> Levee {
     start_levee(&toml)
 }
 
-/// Reads until the peer closes (or 10 s pass); how long that took.
+/// How long until the peer closes (at most 10 s).
 async fn time_to_close<S: AsyncRead + Unpin>(stream: &mut S) -> Duration {
-    let started = Instant::now();
-    let mut buf = [0u8; 256];
-    let read = async {
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), read)
+    closed_within(stream, Duration::from_secs(10))
         .await
-        .expect("still open after 10 s");
-    started.elapsed()
+        .expect("still open after 10 s")
 }
 
 fn assert_header_deadline(took: Duration) {

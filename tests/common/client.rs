@@ -457,3 +457,25 @@ fn parse_raw(buf: &[u8]) -> RawReply {
         .unwrap_or_else(|| panic!("no status line in {head:?}"));
     RawReply { status, head, body }
 }
+
+/// Reads (and drops) until the peer closes, or `within` passes; how long that took, if it
+/// closed.
+pub async fn closed_within<S>(stream: &mut S, within: Duration) -> Option<Duration>
+where
+    S: AsyncRead + Unpin,
+{
+    let started = std::time::Instant::now();
+    let mut buf = vec![0u8; 64 * 1024];
+    let read = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(within, read)
+        .await
+        .ok()
+        .map(|()| started.elapsed())
+}
