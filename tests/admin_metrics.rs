@@ -31,6 +31,18 @@ fn line_checker_rejects_bad_lines() {
     }
 }
 
+/// levee with the admin API on, one plain listener and a pool of one backend; the admin
+/// API's address.
+fn one_pool_with_admin() -> (Backend, Levee, SocketAddr) {
+    let backend = Backend::start("a");
+    let toml = server_with_admin()
+        + &listener_toml("web", "web", None, "", "")
+        + &pool_toml("web", &[backend.addr], "");
+    let levee = start_levee(&toml);
+    let admin = levee.running().admin_addr().expect("admin API enabled");
+    (backend, levee, admin)
+}
+
 async fn scrape(admin: SocketAddr) -> (Reply, Exposition) {
     let mut c = Conn::plain(admin, Proto::H1).await;
     let reply = c.get("/metrics").await;
@@ -223,13 +235,30 @@ async fn metrics_count_the_traffic_and_follow_reloads() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_answers_get_only() {
-    let a = Backend::start("a");
-    let toml = server_with_admin()
-        + &listener_toml("web", "web", None, "", "")
-        + &pool_toml("web", &[a.addr], "");
-    let levee = start_levee(&toml);
-    let admin = levee.running().admin_addr().expect("admin API enabled");
+    let (_backend, _levee, admin) = one_pool_with_admin();
     let mut c = Conn::plain(admin, Proto::H1).await;
     let req = c.request("POST", "/metrics").body(empty()).unwrap();
     assert_eq!(c.send(req).await.status, 405);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_carry_the_build() {
+    let (_backend, _levee, admin) = one_pool_with_admin();
+    let (_, doc) = scrape(admin).await;
+    let build = doc
+        .samples
+        .iter()
+        .find(|s| s.name == "levee_build_info")
+        .expect("levee_build_info");
+    assert_eq!(build.value, 1.0);
+    let label = |k: &str| {
+        build
+            .labels
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(label("version"), Some(env!("CARGO_PKG_VERSION")));
+    assert!(label("commit").is_some_and(|c| !c.is_empty()), "{build:?}");
+    assert_eq!(doc.types["levee_build_info"], "gauge");
 }

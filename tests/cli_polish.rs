@@ -1,12 +1,10 @@
 //! The command line as an operator meets it: `--version` names the commit, `levee top`
-//! without a terminal says so instead of drawing into a pipe, and `/metrics` carries the
-//! build.
+//! without a terminal says so instead of drawing into a pipe, completions and a man page.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use common::admin::server_with_admin;
 use common::*;
 
 #[test]
@@ -29,25 +27,6 @@ fn top_without_a_terminal_says_it_needs_one() {
     assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
     assert!(out.stderr.contains("needs a terminal"), "{}", out.stderr);
     assert!(out.stdout.is_empty(), "drew into a file: {:?}", out.stdout);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_carry_the_build() {
-    let backend = Backend::start("b1");
-    let toml = server_with_admin()
-        + &listener_toml("web", "web", None, "", "")
-        + &pool_toml("web", &[backend.addr], "");
-    let levee = start_levee(&toml);
-    let admin = levee.running().admin_addr().unwrap();
-    let tcp = tokio::net::TcpStream::connect(admin).await.unwrap();
-    let head = b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
-    let reply = common::client::raw_exchange(tcp, head).await;
-    let text = String::from_utf8_lossy(&reply.body);
-    let want = format!(
-        "levee_build_info{{version=\"{}\",commit=\"",
-        env!("CARGO_PKG_VERSION")
-    );
-    assert!(text.contains(&want), "{text}");
 }
 
 #[test]

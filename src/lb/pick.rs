@@ -79,7 +79,35 @@ impl Pool {
         ctx: &PickContext,
         tried: &Tried,
     ) -> Result<(usize, InFlight), PickError> {
-        acquire(self, ctx, tried).await
+        let limits = &self.policy.limits;
+        if let Some(found) = try_acquire(self, ctx, tried) {
+            return Ok(found);
+        }
+        if limits.max_connections.is_none() {
+            return Err(PickError::NoBackend);
+        }
+        if !any_candidate(self, tried) {
+            return Err(PickError::NoBackend);
+        }
+        let Some(_place) = self.queue.join(limits.queue_size) else {
+            return Err(PickError::QueueFull);
+        };
+        let deadline = tokio::time::Instant::now() + limits.queue_timeout;
+        loop {
+            let notified = self.queue.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(found) = try_acquire(self, ctx, tried) {
+                return Ok(found);
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    // One last look: a slot may have freed exactly at the deadline.
+                    return try_acquire(self, ctx, tried).ok_or(PickError::QueueTimeout);
+                }
+            }
+        }
     }
 
     /// Records how an attempt on `backends[index]` ended: its health counters and latency,
@@ -100,43 +128,6 @@ impl Pool {
             Outcome::Failed => {
                 backend.state.record_failure();
                 outlier::on_failure(self, index);
-            }
-        }
-    }
-}
-
-/// `Pool::pick_for`.
-async fn acquire(
-    pool: &Pool,
-    ctx: &PickContext,
-    tried: &Tried,
-) -> Result<(usize, InFlight), PickError> {
-    let limits = &pool.policy.limits;
-    if let Some(found) = try_acquire(pool, ctx, tried) {
-        return Ok(found);
-    }
-    if limits.max_connections.is_none() {
-        return Err(PickError::NoBackend);
-    }
-    if !any_candidate(pool, tried) {
-        return Err(PickError::NoBackend);
-    }
-    let Some(_place) = pool.queue.join(limits.queue_size) else {
-        return Err(PickError::QueueFull);
-    };
-    let deadline = tokio::time::Instant::now() + limits.queue_timeout;
-    loop {
-        let notified = pool.queue.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if let Some(found) = try_acquire(pool, ctx, tried) {
-            return Ok(found);
-        }
-        tokio::select! {
-            _ = notified => {}
-            _ = tokio::time::sleep_until(deadline) => {
-                // One last look: a slot may have freed exactly at the deadline.
-                return try_acquire(pool, ctx, tried).ok_or(PickError::QueueTimeout);
             }
         }
     }

@@ -25,7 +25,8 @@ static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port"
 
 /// The forwarding headers a client may send and a backend may believe: removed from a
 /// client that is not a trusted proxy, then set from what levee knows.
-const FORWARDING: [&HeaderName; 4] = [
+const FORWARDING: [&HeaderName; 5] = [
+    &X_FORWARDED_FOR,
     &X_FORWARDED_PROTO,
     &X_FORWARDED_HOST,
     &X_FORWARDED_PORT,
@@ -96,7 +97,6 @@ pub fn rewrite_request(
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers);
     if !client.trusted {
-        headers.remove(&X_FORWARDED_FOR);
         for name in FORWARDING {
             headers.remove(name);
         }

@@ -24,7 +24,7 @@ use crate::admission::UploadRate;
 use crate::config::{PoolId, SnapshotHandle};
 use crate::geo::tag::ClientTag;
 use crate::labels::RejectReason;
-use crate::lb::{InFlight, Outcome, PickContext, PickError, Pool, Tried};
+use crate::lb::{InFlight, Outcome, PickContext, Pool, Tried};
 use crate::net::client_ip_for_request;
 
 /// The response type levee sends downstream.
@@ -139,12 +139,9 @@ pub async fn handle(
     conn.idle.begin();
     let snapshot = conn.routing_snapshot();
     let record = RequestRecord::new(&conn, &snapshot, &req);
-    let (req, mut record) = match prepare(req, &conn, &snapshot, record) {
+    let (req, mut record, pool_id) = match prepare(req, &conn, &snapshot, record) {
         Ok(prepared) => prepared,
         Err(refused) => return Ok(*refused),
-    };
-    let Some(pool_id) = record.pool else {
-        return Ok(error_response(PickError::NoBackend.into(), record));
     };
     let pool = snapshot.pool(pool_id);
     let pick = pool.pick_context(record.client, req.headers());
@@ -173,13 +170,13 @@ pub async fn handle(
 }
 
 /// Step 1: the request's client (the connection's, or a trusted `X-Forwarded-For`'s), its
-/// request bucket, the declared body size, and its route.
+/// request bucket, the declared body size, and its route (also noted in the record).
 fn prepare(
     req: Request<Incoming>,
     conn: &ConnCtx,
     snapshot: &SnapshotHandle,
     mut record: RequestRecord,
-) -> Result<(Request<Incoming>, RequestRecord), Box<ProxyResponse>> {
+) -> Result<(Request<Incoming>, RequestRecord, PoolId), Box<ProxyResponse>> {
     let listener = conn.listener_in(snapshot);
     let client_ip = client_ip_for_request(&listener.client_address, conn.client, req.headers());
     record.client = client_ip;
@@ -190,7 +187,7 @@ fn prepare(
     if let Err(e) = check_semantics(&req) {
         return Err(Box::new(error_response(e, record)));
     }
-    let record = over_request_limit(conn, snapshot, record)?;
+    let mut record = over_request_limit(conn, snapshot, record)?;
     if declared_length(&req).is_some_and(|len| len > listener.http.max_body_bytes) {
         return Err(Box::new(error_response(ProxyError::BodyTooLarge, record)));
     }
@@ -200,9 +197,9 @@ fn prepare(
         let host = req.headers().get(header::HOST)?;
         host.to_str().ok()
     });
-    let mut record = record;
-    record.pool = Some(route(listener, host, req.uri().path()));
-    Ok((req, record))
+    let pool = route(listener, host, req.uri().path());
+    record.pool = Some(pool);
+    Ok((req, record, pool))
 }
 
 /// The request as it goes upstream: headers rewritten for `backends[index]`, the body
