@@ -15,6 +15,9 @@ use crate::app;
 use crate::config::{self, LogFormat};
 
 mod geo;
+mod logging;
+
+pub use logging::{FlatJson, init_tracing};
 
 /// `levee --version`: the package version and the commit it was built from.
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("LEVEE_COMMIT"), ")");
@@ -169,6 +172,14 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
             admin,
             no_traffic,
         } => {
+            if let Some(path) = &cli.config {
+                return Err(anyhow!(
+                    "levee demo runs on its own embedded config and takes no --config ({}); \
+                     to serve that file, run `levee run --config {}`",
+                    path.display(),
+                    path.display()
+                ));
+            }
             init_tracing(cli.log_level.as_deref(), LogFormat::Text);
             crate::demo::run(listen, admin, !no_traffic)
         }
@@ -263,24 +274,4 @@ fn top(admin: Option<String>, token: Option<String>, config: Option<&Path>) -> a
     let token = crate::top::client::resolve_token(token, config);
     crate::top::run(addr, token).map_err(|e| anyhow!("levee top: {e}"))?;
     Ok(0)
-}
-
-/// Sets up tracing: `--log-level`, else RUST_LOG, else `info`; text or JSON lines, with ANSI
-/// colours only when stdout is a terminal (a file, a pipe or a log collector gets plain
-/// text).
-pub fn init_tracing(level: Option<&str>, format: LogFormat) {
-    use std::io::IsTerminal;
-    use tracing_subscriber::EnvFilter;
-    let filter = level
-        .map(EnvFilter::new)
-        .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
-    let ansi = std::io::stdout().is_terminal();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi);
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
 }

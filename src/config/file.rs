@@ -58,6 +58,8 @@ pub struct RawServer {
     pub log_format: Option<String>,
     /// Whether the access log is written.
     pub access_log: Option<bool>,
+    /// Whether access-log lines carry the request's query string.
+    pub access_log_query: Option<bool>,
     /// Entries of the shared TLS 1.2 session-ID cache.
     pub tls_session_cache: Option<i64>,
     /// Reload when the config file changes.
@@ -130,6 +132,8 @@ pub struct RawListener {
     pub proxy_protocol_timeout: Option<String>,
     /// Whether `X-Forwarded-For` from `trusted_proxies` names the client. Default: false.
     pub trust_forwarded_for: Option<bool>,
+    /// Whether this listener's requests are in the access log. Default: `[server] access_log`.
+    pub access_log: Option<bool>,
 }
 
 /// `[listeners.tls]`: TLS termination settings.

@@ -92,6 +92,9 @@ pub struct ServerSettings {
     pub log_format: LogFormat,
     /// Whether the per-request access log is written.
     pub access_log: bool,
+    /// Whether access-log lines carry the query string (off by default: queries often
+    /// hold tokens and personal data).
+    pub access_log_query: bool,
     /// Entries of the shared TLS 1.2 session-ID cache (sized once, at start).
     pub tls_session_cache: usize,
     /// Whether a change of the config file triggers a reload.
@@ -125,6 +128,15 @@ pub struct Listener {
     /// How the real client address is learnt: PROXY protocol, trusted proxies,
     /// `X-Forwarded-For`.
     pub client_address: crate::net::ClientAddressPolicy,
+    /// Whether its requests are in the access log; `None`: as `[server] access_log`.
+    pub access_log: Option<bool>,
+}
+
+impl Listener {
+    /// Whether this listener's requests are written to the access log under `server`.
+    pub fn logs_access(&self, server: &ServerSettings) -> bool {
+        self.access_log.unwrap_or(server.access_log)
+    }
 }
 
 /// `[listeners.tls]`: TLS settings of a listener, with the built rustls config.

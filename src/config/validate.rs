@@ -278,6 +278,7 @@ fn server_settings(raw: &RawConfig, s: &mut Scope<'_>) -> Option<ServerSettings>
         backlog: backlog?,
         log_format: log_format?,
         access_log: raw.access_log.unwrap_or(true),
+        access_log_query: raw.access_log_query.unwrap_or(false),
         tls_session_cache: tls_session_cache?,
         watch_config: raw.watch_config.unwrap_or(false),
     })
@@ -411,6 +412,7 @@ fn build_listener(
         default_pool: default_pool?,
         http: http?,
         client_address: client_address?,
+        access_log: raw.access_log,
     })
 }
 

@@ -21,12 +21,13 @@ pub mod traffic;
 pub mod visit;
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow};
 
 use crate::app;
 use crate::config::{self, BuildContext, Snapshot};
+use crate::reload::ReloadSource;
 
 pub use backends::spawn_backends;
 
@@ -36,21 +37,28 @@ pub const DEMO_LISTENER: &str = "demo";
 pub const TRAFFIC_LISTENER: &str = "demo-traffic";
 
 /// The demo config: one TLS listener with a generated certificate, round robin over
-/// `backends`. With `traffic`, a second TLS listener on 127.0.0.1 (ephemeral port) that
-/// takes a PROXY v2 header from 127.0.0.1 only, no access log (the synthetic requests
-/// would flood the terminal; `levee top` shows them), and a spike minimum rate the demo's
-/// surge reaches.
+/// `backends`, the access log on and the config file watched (edit the file the demo wrote,
+/// and it reloads). With `traffic`, a second TLS listener on 127.0.0.1 (ephemeral port) that
+/// takes a PROXY v2 header from 127.0.0.1 only, kept out of the access log (the synthetic
+/// requests would flood the terminal; `levee top` shows them), and a spike minimum rate the
+/// demo's surge reaches.
 pub fn config_toml(
     listen: SocketAddr,
     admin: SocketAddr,
     backends: &[SocketAddr],
     traffic: bool,
 ) -> String {
-    let mut toml = String::new();
+    let mut toml = String::from(
+        "[server]
+access_log = true
+watch_config = true
+
+",
+    );
     if traffic {
         // The demo's rates are gentle (a surge of ~20 new connections a second), below the
         // production default of `spike_min_rate`.
-        toml.push_str("[server]\naccess_log = false\n\n[stats]\nspike_min_rate = 5.0\n\n");
+        toml.push_str("[stats]\nspike_min_rate = 5.0\n\n");
     }
     toml.push_str(&format!(
         "[admin]\nlisten = \"{admin}\"\n\n\
@@ -61,7 +69,7 @@ pub fn config_toml(
         toml.push_str(&format!(
             "[[listeners]]\nname = \"{TRAFFIC_LISTENER}\"\nlisten = \"127.0.0.1:0\"\n\
              default_pool = \"demo\"\nproxy_protocol = \"v2\"\n\
-             trusted_proxies = [\"127.0.0.1/32\"]\n[listeners.tls]\n\n"
+             trusted_proxies = [\"127.0.0.1/32\"]\naccess_log = false\n[listeners.tls]\n\n"
         ));
     }
     toml.push_str("[pools.demo]\nalgorithm = \"round_robin\"\n");
@@ -76,8 +84,14 @@ pub fn config_toml(
 pub fn run(listen: SocketAddr, admin: SocketAddr, traffic: bool) -> anyhow::Result<i32> {
     let backends = spawn_backends(3)?;
     let ctx = app::initial_context(Path::new("."))?;
-    let (snapshot, traffic) = load(listen, admin, &backends, &ctx, traffic)?;
-    let running = app::start(snapshot)?;
+    let dir = ConfigDir::create()?;
+    let path = dir.config_path();
+    let (snapshot, traffic) = load(listen, admin, &backends, &ctx, traffic, &path)?;
+    let source = ReloadSource {
+        path: path.clone(),
+        ctx: ctx.clone(),
+    };
+    let running = app::start_with(snapshot, Some(source))?;
     let url = running
         .listener_addr(DEMO_LISTENER)
         .map_or_else(|| listen.to_string(), |a| a.to_string());
@@ -102,29 +116,39 @@ pub fn run(listen: SocketAddr, admin: SocketAddr, traffic: bool) -> anyhow::Resu
             traffic::SURGE_AFTER.as_secs()
         );
     }
-    let top = if admin.to_string() == config::validate::DEFAULT_ADMIN_LISTEN {
-        "levee top".to_string()
+    let admin_arg = if admin.to_string() == config::validate::DEFAULT_ADMIN_LISTEN {
+        String::new()
     } else {
-        format!("levee top --admin {admin}")
+        format!(" --admin {admin}")
     };
-    println!("watch it:   run `{top}` in a second terminal");
+    println!(
+        "config:     {} (edit it: it reloads on save; or `levee reload{admin_arg}`)",
+        path.display()
+    );
+    println!("watch it:   run `levee top{admin_arg}` in a second terminal");
     println!("stop:       Ctrl-C");
     let token = running.shutdown_token();
     app::wait_then_stop(running, token)?;
     Ok(0)
 }
 
-/// The demo snapshot: with the traffic listener when asked and this build accepts it,
-/// else without (and no traffic); the flag says which.
+/// The demo snapshot, loaded from its config written to `path`: with the traffic listener
+/// when asked and this build accepts it, else without (and no traffic); the flag says which.
 fn load(
     listen: SocketAddr,
     admin: SocketAddr,
     backends: &[SocketAddr],
     ctx: &BuildContext,
     traffic: bool,
+    path: &Path,
 ) -> anyhow::Result<(Snapshot, bool)> {
+    let write = |traffic| {
+        let toml = config_toml(listen, admin, backends, traffic);
+        std::fs::write(path, toml).with_context(|| format!("writing {}", path.display()))
+    };
     if traffic {
-        match config::load_str(&config_toml(listen, admin, backends, true), ctx) {
+        write(true)?;
+        match config::load_file(path, ctx) {
             Ok(snapshot) => return Ok((snapshot, true)),
             Err(e) => {
                 let why = e.to_string().replace('\n', "; ");
@@ -135,9 +159,34 @@ fn load(
             }
         }
     }
-    let snapshot = config::load_str(&config_toml(listen, admin, backends, false), ctx)
-        .map_err(|e| anyhow!("{e}"))?;
+    write(false)?;
+    let snapshot = config::load_file(path, ctx).map_err(|e| anyhow!("{e}"))?;
     Ok((snapshot, false))
+}
+
+/// The demo's own directory under the system temp dir, holding the config it runs on (so
+/// `levee reload` and the file watch have a file to read); removed when the demo stops.
+struct ConfigDir(PathBuf);
+
+impl ConfigDir {
+    /// `levee-demo-PID` in the temp dir, created (or reused, when a dead demo of the same
+    /// PID left it).
+    fn create() -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("levee-demo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Self(dir))
+    }
+
+    /// Where the demo's config is written.
+    fn config_path(&self) -> PathBuf {
+        self.0.join("levee.toml")
+    }
+}
+
+impl Drop for ConfigDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Picks the visitors' addresses and starts the traffic thread.

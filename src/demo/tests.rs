@@ -41,19 +41,38 @@ fn traffic_config_adds_a_loopback_proxy_v2_listener() {
     assert_eq!(t["proxy_protocol"].as_str(), Some("v2"));
     assert_eq!(t["trusted_proxies"][0].as_str(), Some("127.0.0.1/32"));
     assert!(t.get("tls").is_some());
-    assert_eq!(doc["server"]["access_log"].as_bool(), Some(false));
+    assert_eq!(
+        t["access_log"].as_bool(),
+        Some(false),
+        "visitors not logged"
+    );
+    assert_eq!(
+        listeners[0].get("access_log"),
+        None,
+        "a person's requests are"
+    );
+    assert_eq!(doc["server"]["access_log"].as_bool(), Some(true));
+    assert_eq!(doc["server"]["watch_config"].as_bool(), Some(true));
     assert_eq!(doc["stats"]["spike_min_rate"].as_float(), Some(5.0));
 }
 
 #[test]
 fn demo_falls_back_to_no_traffic_only_when_the_keys_are_refused() {
     let ctx = app::initial_context(Path::new(".")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("levee.toml");
     let (a, b) = (addr("127.0.0.1:0"), [addr("127.0.0.1:9")]);
-    let (snapshot, traffic) = load(a, a, &b, &ctx, true).unwrap();
+    let (snapshot, traffic) = load(a, a, &b, &ctx, true, &path).unwrap();
     let plain = config::load_str(&config_toml(a, a, &b, true), &ctx).is_ok();
     assert_eq!(traffic, plain);
     assert_eq!(snapshot.listeners.len(), if traffic { 2 } else { 1 });
-    let (_, off) = load(a, a, &b, &ctx, false).unwrap();
+    let written = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(
+        written,
+        config_toml(a, a, &b, traffic),
+        "runs on the file it wrote"
+    );
+    let (_, off) = load(a, a, &b, &ctx, false, &path).unwrap();
     assert!(!off);
 }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::headers::ClientSide;
 use super::idle::IdleTracker;
+use super::request_id::RequestIds;
 use super::upstream::UpstreamPool;
 use crate::admission::Admission;
 use crate::config::{Listener, LocalSnapshot, Snapshot, SnapshotHandle};
@@ -26,6 +27,8 @@ pub struct WorkerHttp {
     pub snapshot: LocalSnapshot,
     /// Admission state shared by every worker (the request buckets).
     pub admission: Arc<Admission>,
+    /// This worker's maker of `X-Request-Id`s.
+    pub request_ids: RequestIds,
 }
 
 /// What every request on one connection shares.

@@ -6,12 +6,14 @@
 //! streams are spawned with `spawn_local`, so nothing on this path is shared across cores
 //! except the read-only snapshot and the per-backend atomics.
 
+pub mod access_log;
 pub mod conn;
 pub mod context;
 pub mod error;
 pub mod headers;
 pub mod idle;
 pub mod request_body;
+pub mod request_id;
 pub mod response_body;
 pub mod route;
 pub mod service;

@@ -7,16 +7,18 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body::Body as _;
 use hyper::body::Incoming;
 
+use super::access_log::{self, AccessEntry, StatusFrom};
 use super::context::ConnCtx;
 use super::error::ProxyError;
 use super::headers::{rewrite_request, rewrite_response};
 use super::request_body::{MinUploadRate, RequestBody};
+use super::request_id::X_REQUEST_ID;
 use super::response_body::{OnComplete, ResponseBody};
 use super::route::route;
 use super::upstream::{PooledSender, SendError};
@@ -50,12 +52,27 @@ pub struct RequestRecord {
     bytes_in: Rc<Cell<u64>>,
     /// Set when admission control refused the request (logged as `refused`).
     refused: Option<RejectReason>,
+    /// Who produced `status`.
+    status_from: StatusFrom,
+    /// From sending the answered attempt to the backend's response head.
+    upstream: Option<Duration>,
+    /// `X-Request-Id`, sent upstream and logged.
+    request_id: HeaderValue,
+    /// Kept for the access log only (`None` when it is off): the `Host` header and the
+    /// `User-Agent` (refcounted views of the request head, no copy).
+    host_header: Option<HeaderValue>,
+    user_agent: Option<HeaderValue>,
+    version: http::Version,
+    /// Whether the request's listener writes the access log.
+    access_log: bool,
     _in_flight: Option<InFlight>,
 }
 
 impl RequestRecord {
     /// The record of `req`, arriving on `conn` and routed on `snapshot`.
     fn new(conn: &Rc<ConnCtx>, snapshot: &Rc<SnapshotHandle>, req: &Request<Incoming>) -> Self {
+        let logs_access = conn.listener_in(snapshot).logs_access(&snapshot.server);
+        let logged = |name| req.headers().get(name).filter(|_| logs_access).cloned();
         Self {
             conn: Rc::clone(conn),
             client: conn.client.ip(),
@@ -69,6 +86,13 @@ impl RequestRecord {
             start: Instant::now(),
             bytes_in: Rc::new(Cell::new(0)),
             refused: None,
+            status_from: StatusFrom::Levee,
+            upstream: None,
+            request_id: conn.http.request_ids.for_request(req.headers()),
+            host_header: logged(header::HOST),
+            user_agent: logged(header::USER_AGENT),
+            version: req.version(),
+            access_log: logs_access,
             _in_flight: None,
         }
     }
@@ -99,28 +123,33 @@ impl OnComplete for RequestRecord {
         if let Some(asn) = tag.asn {
             shard.asn_request(asn);
         }
-        if !self.snapshot.server.access_log {
+        if !self.access_log {
             return;
         }
-        let pool = self
-            .pool
-            .map_or("-", |id| self.snapshot.pool(id).name.as_str());
-        let backend = self.backend.map(tracing::field::display);
-        tracing::info!(
-            target: "levee::access",
-            client = %self.client,
-            country = tag.country_code(),
-            asn = tag.asn,
-            method = %self.method,
-            path = %self.uri.path(),
-            status = self.status.as_u16(),
-            pool,
-            backend,
-            duration_ms = self.start.elapsed().as_micros() as f64 / 1000.0,
+        let snapshot = &self.snapshot;
+        access_log::write(&AccessEntry {
+            request_id: &self.request_id,
+            client: self.client,
+            peer: self.conn.transport_peer,
+            country: tag.country_code(),
+            asn: tag.asn,
+            listener: &self.conn.listener.name,
+            version: self.version,
+            method: &self.method,
+            uri: &self.uri,
+            host_header: self.host_header.as_ref(),
+            with_query: snapshot.server.access_log_query,
+            status: self.status.as_u16(),
+            status_from: self.status_from,
+            pool: self.pool.map(|id| snapshot.pool(id).name.as_str()),
+            backend: self.backend,
+            upstream: self.upstream,
+            duration: self.start.elapsed(),
             bytes_in,
             bytes_out,
-            refused = self.refused.map(RejectReason::as_str),
-        );
+            user_agent: self.user_agent.as_ref(),
+            refused: self.refused.map(RejectReason::as_str),
+        });
     }
 }
 
@@ -223,6 +252,9 @@ fn outbound(
         tag,
         authority,
     );
+    parts
+        .headers
+        .insert(X_REQUEST_ID.clone(), record.request_id.clone());
     // A bodyless idempotent request can be sent again even after a backend reset it.
     let replay =
         (pool.policy.retry.retries > 0 && body.is_end_stream() && is_idempotent(&parts.method))
@@ -315,6 +347,7 @@ fn with_retries<'a>(
                     let took = sent_at.elapsed();
                     pool.record_outcome(attempt.index, Outcome::Answered(resp.status(), took));
                     conn.http.shard.upstream_latency(conn.tag.country, took);
+                    record.upstream = Some(took);
                     record._in_flight = Some(attempt.in_flight);
                     return Ok((resp, pooled));
                 }
@@ -398,6 +431,7 @@ fn upstream_response(
     let (mut parts, body) = resp.into_parts();
     rewrite_response(&mut parts);
     record.status = parts.status;
+    record.status_from = StatusFrom::Backend;
     Response::from_parts(parts, ResponseBody::upstream(body, pooled, record))
 }
 

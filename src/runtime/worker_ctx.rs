@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admission::{Admission, GateObserver, HandshakeGate};
 use crate::config::{LocalSnapshot, Snapshot};
 use crate::proxy::WorkerHttp;
+use crate::proxy::request_id::RequestIds;
 use crate::proxy::upstream::UpstreamPool;
 use crate::stats::Shard;
 
@@ -43,6 +44,7 @@ impl WorkerCtx {
             upstream: UpstreamPool::new(),
             snapshot: LocalSnapshot::new(config),
             admission,
+            request_ids: RequestIds::new(),
         });
         Self {
             id,
