@@ -1,7 +1,7 @@
 //! Labels shared by the modules that decide, measure and show: the country slot index, how a
-//! TLS handshake ended, and why admission refused a connection. A leaf: it imports nothing
-//! from the crate, so `geo`, `tls`, `admission` and `stats` can all name these without
-//! importing each other.
+//! TLS handshake ended, why admission refused a connection, and a response's status class. A
+//! leaf: it imports nothing from the crate, so `geo`, `tls`, `admission`, `lb` and `stats`
+//! can all name these without importing each other.
 
 /// Index of a country slot (GeoIP maps ISO codes to these; 0 is "unknown", `ZZ`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -28,6 +28,41 @@ impl HandshakeKind {
             HandshakeKind::Full => "full",
             HandshakeKind::Resumed => "resumed",
             HandshakeKind::Failed => "failed",
+        }
+    }
+}
+
+/// Response status class (1xx..5xx); anything else counts as `ServerError`. The discriminant
+/// indexes the per-class counters (of a stats shard, a backend, a pool).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusClass {
+    /// 1xx
+    Informational = 0,
+    /// 2xx
+    Success = 1,
+    /// 3xx
+    Redirection = 2,
+    /// 4xx
+    ClientError = 3,
+    /// 5xx
+    ServerError = 4,
+}
+
+impl StatusClass {
+    /// Number of classes (the length of a per-class counter array).
+    pub const COUNT: usize = 5;
+
+    /// The `code_class` label of each class, in discriminant order.
+    pub const LABELS: [&'static str; Self::COUNT] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+    /// The class of an HTTP status code.
+    pub fn of(status: u16) -> Self {
+        match status {
+            100..=199 => StatusClass::Informational,
+            200..=299 => StatusClass::Success,
+            300..=399 => StatusClass::Redirection,
+            400..=499 => StatusClass::ClientError,
+            _ => StatusClass::ServerError,
         }
     }
 }

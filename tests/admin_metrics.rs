@@ -93,13 +93,18 @@ async fn metrics_count_the_traffic_and_follow_reloads() {
         ("levee_tls_handshakes_total", "counter"),
         ("levee_tls_handshake_duration_seconds", "histogram"),
         ("levee_requests_total", "counter"),
-        ("levee_bytes_received_total", "counter"),
-        ("levee_bytes_sent_total", "counter"),
+        ("levee_received_bytes_total", "counter"),
+        ("levee_sent_bytes_total", "counter"),
         ("levee_upstream_latency_seconds", "histogram"),
         ("levee_backend_up", "gauge"),
         ("levee_backend_in_flight", "gauge"),
         ("levee_backend_requests_total", "counter"),
         ("levee_backend_failures_total", "counter"),
+        ("levee_backend_connect_errors_total", "counter"),
+        ("levee_pool_requests_total", "counter"),
+        ("levee_pool_request_duration_seconds", "histogram"),
+        ("process_cpu_seconds_total", "counter"),
+        ("process_resident_memory_bytes", "gauge"),
     ] {
         assert_eq!(
             doc.types.get(family).map(String::as_str),
@@ -150,9 +155,9 @@ async fn metrics_count_the_traffic_and_follow_reloads() {
         doc.get("levee_connections_active", &[("country", "ZZ")]),
         0.0
     );
-    let received = doc.get("levee_bytes_received_total", &[("country", "ZZ")]);
+    let received = doc.get("levee_received_bytes_total", &[("country", "ZZ")]);
     assert!(received >= (2 * BODY) as f64, "bytes received {received}");
-    let sent_bytes = doc.get("levee_bytes_sent_total", &[("country", "ZZ")]);
+    let sent_bytes = doc.get("levee_sent_bytes_total", &[("country", "ZZ")]);
     assert!(sent_bytes >= (2 * BODY) as f64, "bytes sent {sent_bytes}");
     // Plain HTTP: no handshakes; every proxied request has an upstream latency.
     for kind in ["full", "resumed", "failed"] {

@@ -3,7 +3,10 @@
 
 pub mod client;
 mod pools;
+mod procfs;
 mod prom_admission;
+mod prom_pools;
+mod prom_process;
 mod prom_text;
 mod prometheus;
 mod server;

@@ -6,7 +6,8 @@
 //! copied into their own registry on each scrape (or kept there instead of in the
 //! single-writer shards), which buys nothing here.
 //!
-//! Families (names and labels are a public interface; add, never rename):
+//! Families (names and labels are a public interface: add, and rename only to follow the
+//! naming conventions, keeping the old name one release as a deprecated alias):
 //!
 //! | name | type | labels |
 //! |---|---|---|
@@ -21,11 +22,14 @@
 //! | `levee_tls_handshakes_total` | counter | `country`, `kind` = full, resumed, failed |
 //! | `levee_tls_handshake_duration_seconds` | histogram | `country` |
 //! | `levee_requests_total` | counter | `country`, `code_class` = 1xx .. 5xx |
-//! | `levee_bytes_received_total` | counter | `country` |
-//! | `levee_bytes_sent_total` | counter | `country` |
+//! | `levee_received_bytes_total` | counter | `country` |
+//! | `levee_sent_bytes_total` | counter | `country` |
+//! | `levee_bytes_received_total` | deprecated alias of `levee_received_bytes_total` | `country` |
+//! | `levee_bytes_sent_total` | deprecated alias of `levee_sent_bytes_total` | `country` |
 //! | `levee_upstream_latency_seconds` | histogram | `country` |
 //! | `levee_country_spike_ratio` | gauge | `country` |
-//! | `levee_country_connection_baseline` | gauge (connections/s) | `country` |
+//! | `levee_country_connection_baseline_per_second` | gauge (offered new connections/s) | `country` |
+//! | `levee_country_connection_baseline` | deprecated alias of `levee_country_connection_baseline_per_second` | `country` |
 //! | `levee_country_spiking` | gauge (0 or 1) | `country` |
 //! | `levee_asn_connections_total` | counter | `asn`, `org` |
 //! | `levee_asn_requests_total` | counter | `asn`, `org` |
@@ -38,6 +42,17 @@
 //! | `levee_backend_in_flight` | gauge | `pool`, `backend` |
 //! | `levee_backend_requests_total` | counter | `pool`, `backend` |
 //! | `levee_backend_failures_total` | counter | `pool`, `backend` |
+//! | `levee_backend_connect_errors_total` | counter | `pool`, `backend` |
+//! | `levee_pool_requests_total` | counter | `pool`, `backend` (`""`: levee answered), `code_class` |
+//! | `levee_pool_request_duration_seconds` | histogram | `pool` |
+//! | `process_cpu_seconds_total` | counter | |
+//! | `process_resident_memory_bytes`, `process_virtual_memory_bytes` | gauge | |
+//! | `process_open_fds`, `process_max_fds` | gauge | |
+//! | `process_start_time_seconds` | gauge | |
+//!
+//! The deprecated aliases (`levee_bytes_received_total`, `levee_bytes_sent_total`,
+//! `levee_country_connection_baseline`) carry the same samples as their new names and are
+//! removed in the next release.
 //!
 //! Labels stay bounded: `country` takes only the countries that have had traffic (of 253
 //! slots; a refusal is traffic), plus `ZZ` (unknown) always; `asn` only the top ASNs of the last stats window (at
@@ -47,8 +62,9 @@
 //! Histogram buckets are the shard's (`stats::LATENCY_BOUNDS_US`, 100 µs to 10 s), made
 //! cumulative; `_sum` is the exact sum the shard keeps, in whole microseconds.
 //!
-//! Per-backend series come from the snapshot serving now, so a backend removed by a reload
-//! disappears from `/metrics`; one kept across a reload keeps its counters (they carry over).
+//! Per-backend and per-pool series come from the snapshot serving now, so a backend or pool
+//! removed by a reload disappears from `/metrics`; one kept across a reload keeps its
+//! counters (they carry over). `process_*` is read from `/proc/self` at scrape time.
 
 use std::fmt::{self, Display};
 use std::sync::Arc;
@@ -58,8 +74,8 @@ use crate::config::Snapshot;
 use crate::geo::country;
 use crate::reload::ReloadStats;
 use crate::stats::{
-    CountersSnapshot, CountryIdx, HandshakeKind, Shard, StatsView, UNKNOWN_COUNTRY, has_traffic,
-    per_country, totals,
+    CountersSnapshot, CountryIdx, HandshakeKind, Shard, StatsView, StatusClass, UNKNOWN_COUNTRY,
+    has_traffic, per_country, totals,
 };
 
 /// The `Content-Type` of `/metrics`.
@@ -73,7 +89,14 @@ const HANDSHAKE_KINDS: [HandshakeKind; 3] = [
 ];
 
 /// `code_class` labels in the order of `CountersSnapshot::requests`.
-const CODE_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+const CODE_CLASSES: [&str; StatusClass::COUNT] = StatusClass::LABELS;
+
+/// The HELP text of a name kept one release after its family was renamed to `new`.
+macro_rules! deprecated {
+    ($new:literal) => {
+        concat!("Deprecated: use ", $new, "; removed in the next release.")
+    };
+}
 
 /// Renders the whole `/metrics` document for the running `snapshot`, the reload counters,
 /// the workers' stats shards and the latest stats `view`.
@@ -95,7 +118,9 @@ pub fn render_metrics(
         .and_then(|()| write_asns(&mut out, view))
         .and_then(|()| super::prom_admission::write_admission(&mut out, shards))
         .and_then(|()| super::prom_admission::write_auto_caps(&mut out, auto_caps))
-        .and_then(|()| write_backends(&mut out, snapshot));
+        .and_then(|()| write_backends(&mut out, snapshot))
+        .and_then(|()| super::prom_pools::write_pools(&mut out, snapshot))
+        .and_then(|()| super::prom_process::write_process(&mut out, &super::procfs::read()));
     out
 }
 
@@ -246,22 +271,32 @@ fn write_traffic(out: &mut String, rows: &[CountryRow]) -> fmt::Result {
         }
     }
 
-    counter_by_country(
-        out,
-        rows,
-        "levee_bytes_received_total",
-        "counter",
-        "Request body bytes received from clients.",
-        |c| c.bytes_in,
-    )?;
-    counter_by_country(
-        out,
-        rows,
-        "levee_bytes_sent_total",
-        "counter",
-        "Response body bytes sent to clients.",
-        |c| c.bytes_out,
-    )?;
+    type Pick = fn(&CountersSnapshot) -> u64;
+    let bytes: [(&str, &str, Pick); 4] = [
+        (
+            "levee_received_bytes_total",
+            "Request body bytes received from clients.",
+            |c| c.bytes_in,
+        ),
+        (
+            "levee_bytes_received_total",
+            deprecated!("levee_received_bytes_total"),
+            |c| c.bytes_in,
+        ),
+        (
+            "levee_sent_bytes_total",
+            "Response body bytes sent to clients.",
+            |c| c.bytes_out,
+        ),
+        (
+            "levee_bytes_sent_total",
+            deprecated!("levee_sent_bytes_total"),
+            |c| c.bytes_out,
+        ),
+    ];
+    for (name, help, pick) in bytes {
+        counter_by_country(out, rows, name, "counter", help, pick)?;
+    }
 
     let name = "levee_upstream_latency_seconds";
     family(
@@ -301,15 +336,20 @@ fn counter_by_country(
 /// The spike ratio, baseline and spike state of each country row, from the stats view.
 fn write_windows(out: &mut String, rows: &[CountryRow], view: &StatsView) -> fmt::Result {
     type Pick = fn(&crate::stats::CountryView) -> f64;
-    let families: [(&str, &str, Pick); 3] = [
+    let families: [(&str, &str, Pick); 4] = [
         (
             "levee_country_spike_ratio",
             "Offered new connections per second (opened + refused before open) over the last 10 s divided by the baseline (at least [stats] spike_floor); 0 until the baseline has data.",
             |c| c.spike_ratio,
         ),
         (
-            "levee_country_connection_baseline",
+            "levee_country_connection_baseline_per_second",
             "Slow moving average of offered new connections per second, opened + refused before open (half-life [stats] baseline_half_life).",
+            |c| c.baseline,
+        ),
+        (
+            "levee_country_connection_baseline",
+            deprecated!("levee_country_connection_baseline_per_second"),
             |c| c.baseline,
         ),
         (
@@ -355,7 +395,7 @@ fn write_asns(out: &mut String, view: &StatsView) -> fmt::Result {
 
 fn write_backends(out: &mut String, snapshot: &Snapshot) -> fmt::Result {
     type Pick = fn(&crate::lb::BackendState) -> u64;
-    let families: [(&str, &str, &str, Pick); 4] = [
+    let families: [(&str, &str, &str, Pick); 5] = [
         (
             "levee_backend_up",
             "gauge",
@@ -379,6 +419,12 @@ fn write_backends(out: &mut String, snapshot: &Snapshot) -> fmt::Result {
             "counter",
             "Failed attempts on the backend: connect errors, timeouts, resets, and 5xx when outlier detection counts them.",
             |s| s.failures(),
+        ),
+        (
+            "levee_backend_connect_errors_total",
+            "counter",
+            "Connects to the backend that failed (refused, unreachable, or over the pool's connect_timeout) on the request path; health checks not included.",
+            |s| s.connect_errors(),
         ),
     ];
     for (name, kind, help, pick) in families {
@@ -410,11 +456,16 @@ mod tests {
         assert!(out.contains("levee_connections_total{country=\"ZZ\"} 1\n"));
         assert!(out.contains("levee_connections_active{country=\"ZZ\"} 1\n"));
         assert!(out.contains("levee_requests_total{country=\"ZZ\",code_class=\"2xx\"} 1\n"));
+        assert!(out.contains("levee_received_bytes_total{country=\"ZZ\"} 3\n"));
+        assert!(out.contains("levee_sent_bytes_total{country=\"ZZ\"} 5\n"));
         assert!(out.contains("levee_bytes_received_total{country=\"ZZ\"} 3\n"));
         assert!(out.contains("levee_bytes_sent_total{country=\"ZZ\"} 5\n"));
+        assert!(out.contains(
+            "# HELP levee_bytes_sent_total Deprecated: use levee_sent_bytes_total; removed in the next release.\n"
+        ));
         assert!(out.contains("levee_tls_handshakes_total{country=\"ZZ\",kind=\"resumed\"} 0\n"));
         let types = out.lines().filter(|l| l.starts_with("# TYPE ")).count();
-        assert_eq!(types, 8, "{out}");
+        assert_eq!(types, 10, "{out}");
     }
 
     #[test]
@@ -465,6 +516,7 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("levee_country_spike_ratio{country=\"DE\"} 0\n"));
+        assert!(out.contains("levee_country_connection_baseline_per_second{country=\"BR\"} 10\n"));
         assert!(out.contains("levee_country_connection_baseline{country=\"BR\"} 10\n"));
         assert!(out.contains("levee_country_spiking{country=\"BR\"} 1\n"));
         assert!(out.contains("levee_country_spiking{country=\"ZZ\"} 0\n"));

@@ -12,6 +12,7 @@ use std::time::Duration;
 pub use crate::admission::AdmissionSettings;
 use crate::geo::{ClientTag, GeoDb, GeoSettings};
 use crate::lb::Pool;
+use crate::stats::PoolStats;
 pub use crate::stats::StatsSettings;
 
 /// The complete running configuration. Immutable; replaced whole on reload.
@@ -31,6 +32,9 @@ pub struct Snapshot {
     pub pools: Vec<Arc<Pool>>,
     /// Pool name -> index into `pools`.
     pub pool_index: HashMap<String, PoolId>,
+    /// Request stats of each pool, indexed by `PoolId` like `pools` (kept here, not in
+    /// `lb::Pool`: `lb` is a leaf and the histogram is `stats`'). Carried over by pool name.
+    pub pool_stats: Vec<Arc<PoolStats>>,
     /// `[geo]`: the opened GeoIP databases.
     pub geo: GeoDb,
     /// `[stats]`: windows and spike detection.
@@ -45,6 +49,12 @@ impl Snapshot {
     /// The pool with this id.
     pub fn pool(&self, id: PoolId) -> &Arc<Pool> {
         &self.pools[id.0]
+    }
+
+    /// The request stats of the pool with this id (`None` only for an id of another
+    /// snapshot).
+    pub fn pool_stats(&self, id: PoolId) -> Option<&Arc<PoolStats>> {
+        self.pool_stats.get(id.0)
     }
 
     /// Looks up a listener by name.

@@ -92,6 +92,11 @@ pub fn build(raw: RawConfig, source: &str, ctx: &BuildContext) -> Result<Snapsho
         ) if errs.is_empty() => Ok(Snapshot {
             generation: ctx.generation,
             source_hash: source_hash(source),
+            pool_stats: pool::build_pool_stats(
+                &pools,
+                server.workers.get(),
+                ctx.previous.as_deref(),
+            ),
             server,
             admin,
             listeners,

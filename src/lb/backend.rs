@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::clock;
+use crate::labels::StatusClass;
 
 /// Weight of a new latency sample in the EWMA.
 const EWMA_ALPHA: f64 = 0.3;
@@ -22,6 +23,10 @@ pub struct BackendState {
     requests: AtomicU64,
     failures: AtomicU64,
     latency_ewma_bits: AtomicU64,
+    /// Responses the backend answered that went to the client, by `StatusClass`.
+    answered: [AtomicU64; StatusClass::COUNT],
+    /// Connects to the backend that failed (refused, unreachable, timed out).
+    connect_errors: AtomicU64,
 }
 
 impl Default for BackendState {
@@ -36,6 +41,8 @@ impl Default for BackendState {
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             latency_ewma_bits: AtomicU64::new(0f64.to_bits()),
+            answered: Default::default(),
+            connect_errors: AtomicU64::new(0),
         }
     }
 }
@@ -171,11 +178,39 @@ impl BackendState {
     pub fn failures(&self) -> u64 {
         self.failures.load(Ordering::Relaxed)
     }
+
+    /// Counts a request whose response from this backend went to the client with `status`
+    /// (when it completes: one per request, not per attempt).
+    pub fn record_answered(&self, status: u16) {
+        self.answered[StatusClass::of(status) as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests this backend answered, by `StatusClass` (1xx..5xx).
+    pub fn answered(&self) -> [u64; StatusClass::COUNT] {
+        std::array::from_fn(|i| self.answered[i].load(Ordering::Relaxed))
+    }
+
+    /// Counts a failed connect to this backend (refused, unreachable or timed out).
+    pub fn record_connect_error(&self) {
+        self.connect_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Failed connects in total.
+    pub fn connect_errors(&self) -> u64 {
+        self.connect_errors.load(Ordering::Relaxed)
+    }
 }
 
 /// Decrements the backend's in-flight count when dropped.
 #[derive(Debug)]
 pub struct InFlight(Arc<BackendState>);
+
+impl InFlight {
+    /// The state of the backend this request is in flight to.
+    pub fn backend(&self) -> &BackendState {
+        &self.0
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -207,5 +242,31 @@ impl Backend {
             authority,
             state: Arc::new(BackendState::default()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_counted_by_class_and_connect_errors_apart() {
+        let s = BackendState::default();
+        for status in [200, 204, 503, 404, 101, 302, 999] {
+            s.record_answered(status);
+        }
+        assert_eq!(
+            s.answered(),
+            [1, 2, 1, 1, 2],
+            "999 counts as 5xx, like the shards"
+        );
+        s.record_connect_error();
+        s.record_connect_error();
+        assert_eq!(s.connect_errors(), 2);
+        assert_eq!(
+            s.failures(),
+            0,
+            "connect errors are counted as failures by the caller"
+        );
     }
 }

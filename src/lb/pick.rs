@@ -30,8 +30,12 @@ pub enum Outcome {
     /// It answered with this status, after this long (a 5xx counts as a failure when the
     /// pool's outlier detection says `include_5xx`).
     Answered(StatusCode, Duration),
-    /// It failed (connect error or timeout, reset, no answer in time).
+    /// It failed after the connection was made, or reusing a pooled one (reset, no answer
+    /// in time, malformed answer).
     Failed,
+    /// The connect failed (refused, unreachable, timed out): a failure, also counted as a
+    /// connect error.
+    ConnectFailed,
 }
 
 /// Backends already tried by this request (retries go elsewhere).
@@ -126,6 +130,11 @@ impl Pool {
                 outlier::on_success(self, index);
             }
             Outcome::Failed => {
+                backend.state.record_failure();
+                outlier::on_failure(self, index);
+            }
+            Outcome::ConnectFailed => {
+                backend.state.record_connect_error();
                 backend.state.record_failure();
                 outlier::on_failure(self, index);
             }

@@ -2,7 +2,7 @@
 
 use http::StatusCode;
 
-use crate::lb::PickError;
+use crate::lb::{Outcome, PickError};
 
 /// Why a request could not be proxied.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +74,15 @@ impl ProxyError {
                 | ProxyError::Upstream(_)
                 | ProxyError::BadResponse
         )
+    }
+
+    /// What this error, met on an attempt, means for the backend: a failed connect, or
+    /// another failure.
+    pub fn attempt_outcome(&self) -> Outcome {
+        match self {
+            ProxyError::Connect(_) | ProxyError::ConnectTimeout => Outcome::ConnectFailed,
+            _ => Outcome::Failed,
+        }
     }
 
     /// The small text body answered to the client.

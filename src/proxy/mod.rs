@@ -4,7 +4,8 @@
 //!
 //! Everything here runs on one worker's thread: per-worker state is `Rc`/`RefCell`, and h2
 //! streams are spawned with `spawn_local`, so nothing on this path is shared across cores
-//! except the read-only snapshot and the per-backend atomics.
+//! except the read-only snapshot and the per-backend atomics (per-pool stats have a slot per
+//! worker: `pool_stats`).
 
 pub mod access_log;
 pub mod conn;
@@ -12,6 +13,7 @@ pub mod context;
 pub mod error;
 pub mod headers;
 pub mod idle;
+pub mod pool_stats;
 pub mod request_body;
 pub mod request_id;
 pub mod response_body;

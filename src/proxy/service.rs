@@ -120,6 +120,15 @@ impl OnComplete for RequestRecord {
         let shard = &self.conn.http.shard;
         let tag = self.forwarded_tag.as_ref().unwrap_or(&self.conn.tag);
         shard.request(tag.country, self.status.as_u16(), bytes_in, bytes_out);
+        let answered_by = self._in_flight.as_ref(); // Some only when a backend answered
+        super::pool_stats::completed(
+            &self.snapshot,
+            self.pool,
+            answered_by,
+            self.status,
+            self.start,
+            shard.worker,
+        );
         if let Some(asn) = tag.asn {
             shard.asn_request(asn);
         }
@@ -355,7 +364,7 @@ fn with_retries<'a>(
                 Err(SendError::Sent(e)) => (e, None),
             };
             if error.is_upstream() {
-                pool.record_outcome(attempt.index, Outcome::Failed);
+                pool.record_outcome(attempt.index, error.attempt_outcome());
             }
             tracing::debug!(backend = %backend.address, pool = %pool.name, error = %error, "upstream attempt failed");
             drop(attempt.in_flight);

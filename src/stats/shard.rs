@@ -15,38 +15,10 @@ use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
-use crate::labels::{CountryIdx, HandshakeKind, RejectReason};
+use crate::labels::{CountryIdx, HandshakeKind, RejectReason, StatusClass};
 
 use super::asn::AsnTable;
 use super::histogram::{Histogram, HistogramSnapshot};
-
-/// Response status class (1xx..5xx); anything else counts as `Other`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StatusClass {
-    /// 1xx
-    Informational = 0,
-    /// 2xx
-    Success = 1,
-    /// 3xx
-    Redirection = 2,
-    /// 4xx
-    ClientError = 3,
-    /// 5xx
-    ServerError = 4,
-}
-
-impl StatusClass {
-    /// The class of an HTTP status code.
-    pub fn of(status: u16) -> Self {
-        match status {
-            100..=199 => StatusClass::Informational,
-            200..=299 => StatusClass::Success,
-            300..=399 => StatusClass::Redirection,
-            400..=499 => StatusClass::ClientError,
-            _ => StatusClass::ServerError,
-        }
-    }
-}
 
 /// Counters of one country slot in one shard.
 #[derive(Debug, Default)]
@@ -55,7 +27,7 @@ pub struct Counters {
     connections_closed: AtomicU64,
     handshakes: [AtomicU64; 3],
     handshake_time: Histogram,
-    requests: [AtomicU64; 5],
+    requests: [AtomicU64; StatusClass::COUNT],
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     upstream_time: Histogram,
@@ -73,7 +45,7 @@ pub struct CountersSnapshot {
     /// Handshake duration histogram.
     pub handshake_time: HistogramSnapshot,
     /// Requests by status class 1xx..5xx.
-    pub requests: [u64; 5],
+    pub requests: [u64; StatusClass::COUNT],
     /// Request body bytes received from clients.
     pub bytes_in: u64,
     /// Response body bytes sent to clients.

@@ -40,12 +40,12 @@ use std::net::IpAddr;
 use super::asn_window::AsnWindows;
 use super::histogram::{HISTOGRAM_BUCKETS, interpolated_quantile_us};
 use super::settings::StatsSettings;
-use super::shard::{CountersSnapshot, StatusClass};
+use super::shard::CountersSnapshot;
 use super::view::{
     CountryView, HISTORY_SECONDS, SHORT_WINDOW, SpikeView, StatsView, TotalRates, has_traffic,
 };
 use crate::geo::country;
-use crate::labels::CountryIdx;
+use crate::labels::{CountryIdx, StatusClass};
 
 /// Seconds the baseline must have seen before a spike can start.
 pub const MIN_BASELINE_SECONDS: u64 = 3;

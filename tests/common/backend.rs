@@ -1,5 +1,5 @@
 //! In-process HTTP/1.1 backends that name themselves, record what they saw, and offer a few
-//! behaviours (hello, echo, digest, download, slow, hang). Each runs on its own thread and
+//! behaviours (hello, echo, digest, download, slow, hang, status). Each runs on its own thread and
 //! runtime, so it keeps serving while a test thread blocks.
 
 use std::collections::HashMap;
@@ -246,6 +246,12 @@ async fn answer(req: Request<Incoming>, name: &str, state: &State) -> Response<T
             Response::new(empty())
         }
         "/headers" => Response::new(full(headers_json(&seen))),
+        "/status" => {
+            let mut r = Response::new(full(format!("status from {name}\n")));
+            let code = u16::try_from(number(&q, "code")).unwrap_or(500);
+            *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+            r
+        }
         _ => Response::new(full(format!("hello from {name}\n"))),
     };
     resp.headers_mut().insert(

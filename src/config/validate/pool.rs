@@ -10,6 +10,7 @@ use super::super::file::{RawBackend, RawPool, key_segment};
 use super::{ConfigError, Scope, policy};
 use crate::config::Snapshot;
 use crate::lb::{Algorithm, Backend, Pool, PoolTimeouts};
+use crate::stats::PoolStats;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -36,6 +37,30 @@ pub(super) fn build_pools(
         })
         .collect();
     built.into_iter().collect()
+}
+
+/// The request stats of each pool of `pools` (same order), for `workers` workers: on a
+/// reload, a pool's namesake in `previous` hands its stats over, so its counters and
+/// durations go on; a new pool starts at zero, and a removed pool's stats go with the last
+/// snapshot that has it.
+pub(super) fn build_pool_stats(
+    pools: &[Arc<Pool>],
+    workers: usize,
+    previous: Option<&Snapshot>,
+) -> Vec<Arc<PoolStats>> {
+    pools
+        .iter()
+        .map(|pool| {
+            let old = previous
+                .and_then(|s| {
+                    s.pool_index
+                        .get(&pool.name)
+                        .and_then(|&id| s.pool_stats(id))
+                })
+                .filter(|old| old.workers() == workers);
+            old.map_or_else(|| Arc::new(PoolStats::new(workers)), Arc::clone)
+        })
+        .collect()
 }
 
 /// `pools.api`, or `pools."a.b"` when the name is not a bare TOML key.
