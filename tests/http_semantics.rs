@@ -158,3 +158,33 @@ async fn a_backend_response_framed_twice_is_a_502() {
     let reply = exchange(levee.addr("web"), head).await;
     assert_eq!(reply.status, 502, "{}", reply.head);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_is_not_a_host_or_carries_userinfo_is_refused() {
+    let (b1, b2) = (Backend::start("b1"), Backend::start("b2"));
+    let levee = levee_for(&[&b1, &b2]);
+    let web = levee.addr("web");
+    let heads = [
+        "GET http://user:pw@abs.example/ HTTP/1.1\r\nHost: abs.example\r\nConnection: close\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: user@abs.example\r\nConnection: close\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: abs.example/evil\r\nConnection: close\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: \r\nConnection: close\r\n\r\n",
+    ];
+    for head in heads {
+        let reply = exchange(web, head).await;
+        assert_eq!(reply.status, 400, "{head:?} -> {}", reply.head);
+    }
+    assert_eq!(
+        b1.requests() + b2.requests(),
+        0,
+        "a refused head reached a backend"
+    );
+    // A port in Host is part of a host: routed on the host, passed on unchanged.
+    let ported = "GET / HTTP/1.1\r\nHost: abs.example:8080\r\nConnection: close\r\n\r\n";
+    let reply = exchange(web, ported).await;
+    assert_eq!(reply.status, 200, "{}", reply.head);
+    assert_eq!(
+        b2.last().header("host").as_deref(),
+        Some("abs.example:8080")
+    );
+}

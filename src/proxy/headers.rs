@@ -4,6 +4,7 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Uri, Version};
 
+use super::semantics::without_userinfo;
 use crate::geo::{ClientTag, GeoSettings};
 
 /// Headers that describe one hop and never travel further (RFC 9110 §7.6.1, plus legacy ones).
@@ -103,7 +104,7 @@ pub fn rewrite_request(
     }
     // An absolute-form target's (or h2's `:authority`) is the host, whatever `Host` says.
     let authority = parts.uri.authority();
-    let authority = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+    let authority = authority.and_then(|a| HeaderValue::from_str(without_userinfo(a)).ok());
     let host = authority.or_else(|| headers.get(header::HOST).cloned());
     match host {
         Some(host) => {

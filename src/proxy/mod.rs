@@ -18,6 +18,7 @@ pub mod request_body;
 pub mod request_id;
 pub mod response_body;
 pub mod route;
+pub mod semantics;
 pub mod service;
 pub mod upstream;
 pub mod watch;

@@ -21,6 +21,7 @@ use super::request_body::{MinUploadRate, RequestBody};
 use super::request_id::X_REQUEST_ID;
 use super::response_body::{OnComplete, ResponseBody};
 use super::route::route;
+use super::semantics::{check_head, request_host};
 use super::upstream::{PooledSender, SendError};
 use crate::admission::UploadRate;
 use crate::config::{PoolId, SnapshotHandle};
@@ -222,19 +223,14 @@ fn prepare(
         // Looked up per request only in this case: one proxy connection carries many clients.
         record.forwarded_tag = Some(snapshot.client_tag(client_ip));
     }
-    if let Err(e) = check_semantics(&req) {
+    if let Err(e) = check_head(req.method(), req.uri(), req.version(), req.headers()) {
         return Err(Box::new(error_response(e, record)));
     }
     let mut record = over_request_limit(conn, snapshot, record)?;
     if declared_length(&req).is_some_and(|len| len > listener.http.max_body_bytes) {
         return Err(Box::new(error_response(ProxyError::BodyTooLarge, record)));
     }
-    // An absolute-form target's authority is the host, whatever `Host` says (RFC 9112
-    // §3.2.2); over h2 it is `:authority`.
-    let host = req.uri().host().or_else(|| {
-        let host = req.headers().get(header::HOST)?;
-        host.to_str().ok()
-    });
+    let host = request_host(req.uri(), req.headers());
     let pool = route(listener, host, req.uri().path());
     record.pool = Some(pool);
     Ok((req, record, pool))
@@ -294,32 +290,6 @@ struct Retries {
     replay: Option<http::request::Parts>,
     /// Retries left (`retry.retries`).
     left: u32,
-}
-
-/// What a strict edge refuses before routing (RFC 9110, RFC 9112): `CONNECT` (levee does not
-/// tunnel), the asterisk-form target for anything but `OPTIONS`, two `Host` headers, and an
-/// HTTP/1.1 request with no host at all. (hyper refuses a transfer coding other than a final
-/// `chunked` itself, with 400.)
-fn check_semantics(req: &Request<Incoming>) -> Result<(), ProxyError> {
-    if req.method() == Method::CONNECT {
-        return Err(ProxyError::MethodNotAllowed);
-    }
-    if req.uri() == "*" && req.method() != Method::OPTIONS {
-        let text = "400 Bad Request: the asterisk-form target is for OPTIONS only\n";
-        return Err(ProxyError::BadRequest(text));
-    }
-    let mut hosts = req.headers().get_all(header::HOST).iter();
-    let first = hosts.next();
-    if hosts.next().is_some() {
-        let text = "400 Bad Request: a request has one Host header, not several\n";
-        return Err(ProxyError::BadRequest(text));
-    }
-    let no_host = first.is_none() && req.uri().authority().is_none();
-    if req.version() == http::Version::HTTP_11 && no_host {
-        let text = "400 Bad Request: an HTTP/1.1 request needs a Host header\n";
-        return Err(ProxyError::BadRequest(text));
-    }
-    Ok(())
 }
 
 /// Step 3: sends `attempt`, and again on another backend while the error is retryable and
