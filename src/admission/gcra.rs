@@ -14,6 +14,13 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+/// The longest interval between two tokens, ~31.7 years (1e18 ns).
+pub const MAX_INTERVAL_NS: u64 = 1_000_000_000_000_000_000;
+
+/// The most a bucket's TAT may run ahead of now, ~146 years (2^62 ns): far from `u64::MAX`,
+/// so `TAT + interval` cannot overflow for centuries of process uptime.
+pub const MAX_TOLERANCE_NS: u64 = 1 << 62;
+
 /// A rate as GCRA parameters: one token per `interval_ns`, up to `burst` at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rate {
@@ -24,11 +31,16 @@ pub struct Rate {
 }
 
 impl Rate {
-    /// `per_sec` tokens a second (> 0), `burst` at once (>= 1).
+    /// `per_sec` tokens a second (> 0), `burst` at once (>= 1). A rate that is not a
+    /// finite number above 0 fails closed: one token in 30 years.
     pub fn per_second(per_sec: f64, burst: u32) -> Self {
-        let interval = (1e9 / per_sec).clamp(1.0, 1e18);
+        let interval = if per_sec.is_finite() && per_sec > 0.0 {
+            (1e9 / per_sec).clamp(1.0, MAX_INTERVAL_NS as f64) as u64
+        } else {
+            MAX_INTERVAL_NS
+        };
         Self {
-            interval_ns: interval as u64,
+            interval_ns: interval,
             burst: burst.max(1),
         }
     }
@@ -38,9 +50,12 @@ impl Rate {
         1e9 / self.interval_ns.max(1) as f64
     }
 
+    /// How far ahead of now the TAT may run, at most [`MAX_TOLERANCE_NS`]: a slow rate with a
+    /// huge burst holds fewer tokens than it asked for, never an unbounded number.
     fn tolerance_ns(&self) -> u64 {
         self.interval_ns
             .saturating_mul(u64::from(self.burst.saturating_sub(1)))
+            .min(MAX_TOLERANCE_NS)
     }
 }
 
@@ -83,7 +98,10 @@ impl Cell {
             if start - now > tolerance {
                 return Err(Duration::from_nanos(start - now - tolerance));
             }
-            let next = start.saturating_add(rate.interval_ns);
+            // Past `u64::MAX` the bucket is refused, not saturated into passing forever.
+            let Some(next) = start.checked_add(rate.interval_ns) else {
+                return Err(Duration::from_nanos(u64::MAX));
+            };
             match self
                 .tat
                 .compare_exchange_weak(tat, next, Ordering::Relaxed, Ordering::Relaxed)
@@ -178,6 +196,42 @@ mod tests {
             .filter(|i| cell.take(rate, SEC + i * SEC / 200).is_ok())
             .count();
         assert!((200..=221).contains(&ok), "{ok}");
+    }
+
+    #[test]
+    fn a_rate_that_is_not_a_positive_number_fails_closed() {
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let rate = Rate::per_second(bad, 1);
+            assert_eq!(rate.interval_ns, MAX_INTERVAL_NS, "{bad}");
+            let cell = Cell::default();
+            assert!(cell.take(rate, SEC).is_ok(), "one token, the burst");
+            assert!(cell.take(rate, 2 * SEC).is_err(), "{bad}: then none");
+        }
+        assert_eq!(Rate::per_second(1e12, 1).interval_ns, 1, "faster than 1/ns");
+    }
+
+    #[test]
+    fn a_slow_rate_with_a_huge_burst_stays_bounded() {
+        // 1 every 2000 s with a burst of ten million: the tolerance would overflow u64.
+        let rate = Rate::per_second(0.0005, 10_000_000);
+        let cell = Cell::default();
+        let passed = (0..3_000_000)
+            .filter(|_| cell.take(rate, SEC).is_ok())
+            .count();
+        let cap = (MAX_TOLERANCE_NS / rate.interval_ns + 1) as usize;
+        assert_eq!(
+            passed, cap,
+            "the burst is cut at the tolerance bound, not unbounded"
+        );
+        // The slowest rate: TAT near u64::MAX refuses instead of wrapping or saturating.
+        let slowest = Rate {
+            interval_ns: u64::MAX / 2,
+            burst: u32::MAX,
+        };
+        let cell = Cell::default();
+        let passed = (0..10).filter(|_| cell.take(slowest, SEC).is_ok()).count();
+        assert!(passed <= 2, "{passed}");
+        assert!(cell.take(slowest, u64::MAX - 1).is_err());
     }
 
     #[test]
