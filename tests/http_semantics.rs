@@ -67,6 +67,18 @@ async fn an_absolute_form_target_names_the_host() {
     assert_eq!(seen.target, "/p?q=1");
     assert_eq!(seen.header("host").as_deref(), Some("abs.example"));
     assert_eq!(b1.requests(), 0);
+    // No path (and a fragment, which is not sent): the backend gets `/`, never an empty
+    // target (found by the `h1_head` fuzz target).
+    for (target, want) in [
+        ("http://abs.example#frag", "/"),
+        ("http://abs.example?q", "/?q"),
+    ] {
+        let head =
+            format!("GET {target} HTTP/1.1\r\nHost: abs.example\r\nConnection: close\r\n\r\n");
+        let reply = exchange(levee.addr("web"), &head).await;
+        assert_eq!(reply.status, 200, "{target}: {}", reply.head);
+        assert_eq!(b2.last().target, want, "{target}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

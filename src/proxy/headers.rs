@@ -166,11 +166,19 @@ fn append_forwarded_for(headers: &mut HeaderMap, ip: &HeaderValue) {
     headers.insert(X_FORWARDED_FOR.clone(), value);
 }
 
-/// The origin-form (`/path?query`) of a request target.
+/// The origin-form (`/path?query`) of a request target. An absolute-form target with an
+/// empty path (`http://a.example`, `http://a.example?q`) gets `/` (RFC 9112 §3.2.1).
 fn origin_form(uri: &Uri) -> Uri {
     match uri.path_and_query() {
         Some(_) if uri.scheme().is_none() && uri.authority().is_none() => uri.clone(),
-        Some(pq) => Uri::from(pq.clone()),
+        // `http://a.example#x` has a path that reads as `/` but is stored empty, and an
+        // empty stored path would be written as an empty target: spelled out instead.
+        Some(pq) if pq.as_str() == "/" => Uri::from_static("/"),
+        Some(pq) if pq.as_str().starts_with('/') => Uri::from(pq.clone()),
+        Some(pq) => {
+            let rooted = format!("/{}", pq.as_str());
+            Uri::try_from(rooted).unwrap_or_else(|_| Uri::from_static("/"))
+        }
         None => Uri::from_static("/"),
     }
 }
@@ -193,6 +201,23 @@ mod tests {
     /// Default `[geo]` settings and a client nothing is known about.
     fn untagged() -> (GeoSettings, ClientTag) {
         (GeoSettings::default(), ClientTag::unknown())
+    }
+
+    #[test]
+    fn the_upstream_target_is_always_origin_form() {
+        let cases = [
+            ("/a?b", "/a?b"),
+            ("*", "*"),
+            ("http://a.example/p?q=1", "/p?q=1"),
+            ("http://a.example", "/"),
+            ("http://a.example?q=1", "/?q=1"),
+            ("http://a.example:8080#/frag", "/"),
+            ("a.example:80", "/"),
+        ];
+        for (target, want) in cases {
+            let uri = Uri::try_from(target).unwrap();
+            assert_eq!(origin_form(&uri).to_string(), want, "{target}");
+        }
     }
 
     #[test]
