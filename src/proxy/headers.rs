@@ -96,6 +96,9 @@ pub fn rewrite_request(
 ) {
     let via = via_for(parts.version);
     let headers = &mut parts.headers;
+    // `Host` is end to end (RFC 9110 §7.2): a client naming it in `Connection` does not
+    // make it hop-by-hop, and levee routed on it, so it is read before the strip.
+    let client_host = headers.get(header::HOST).cloned();
     strip_hop_by_hop(headers);
     if !client.trusted {
         for name in FORWARDING {
@@ -105,7 +108,7 @@ pub fn rewrite_request(
     // An absolute-form target's (or h2's `:authority`) is the host, whatever `Host` says.
     let authority = parts.uri.authority();
     let authority = authority.and_then(|a| HeaderValue::from_str(without_userinfo(a)).ok());
-    let host = authority.or_else(|| headers.get(header::HOST).cloned());
+    let host = authority.or(client_host);
     match host {
         Some(host) => {
             headers.insert(header::HOST, host.clone());
