@@ -10,12 +10,16 @@ use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::access_log::AccessLog;
 use crate::admin::AdminState;
 use crate::config::{self, BuildContext, Snapshot};
 use crate::reload::{BoundListener, ReloadReport, ReloadSource, Reloader};
 use crate::runtime::{WorkerHandle, WorkerSpec, bind_reuseport_group, spawn_worker};
 use crate::stats::{CountersSnapshot, Shard, totals};
 use crate::tls::Resumption;
+
+/// How long a stopping process waits for the access log's last lines to be written.
+const ACCESS_LOG_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Country slots per stats shard: one per country code (`ZZ` first).
 const COUNTRY_SLOTS: usize = crate::geo::country::COUNTRY_COUNT;
@@ -30,6 +34,7 @@ pub struct Running {
     control: Option<JoinHandle<()>>,
     shards: Arc<Vec<Arc<Shard>>>,
     config: Arc<ArcSwap<Snapshot>>,
+    access_log: AccessLog,
 }
 
 impl Running {
@@ -77,6 +82,11 @@ impl Running {
         self.shutdown.clone()
     }
 
+    /// Reopens the access-log file by name (SIGUSR1, for logrotate).
+    pub fn reopen_access_log(&self) {
+        self.access_log.reopen();
+    }
+
     /// Starts the graceful shutdown (returns at once).
     pub fn shutdown(&self) {
         self.shutdown.cancel();
@@ -93,6 +103,8 @@ impl Running {
         if let Some(c) = self.control.take() {
             let _ = c.join();
         }
+        // The workers have shipped their last lines; the writer drains them, then ends.
+        self.access_log.finish(ACCESS_LOG_DRAIN);
     }
 
     /// Shuts down and waits.
@@ -174,6 +186,7 @@ pub fn start_with(snapshot: Snapshot, source: Option<ReloadSource>) -> anyhow::R
             .collect(),
     );
     let config = Arc::new(ArcSwap::from_pointee(snapshot));
+    let access_log = AccessLog::start(&config)?;
     let mut handles = Vec::with_capacity(workers);
     let mut commands = Vec::with_capacity(workers);
     let admission = Arc::new(crate::admission::Admission::default());
@@ -188,6 +201,7 @@ pub fn start_with(snapshot: Snapshot, source: Option<ReloadSource>) -> anyhow::R
             shutdown: shutdown.clone(),
             commands: rx,
             admission: Arc::clone(&admission),
+            access_log: access_log.worker_log(),
         })?);
     }
     let reloader = Arc::new(Reloader::new(
@@ -203,6 +217,7 @@ pub fn start_with(snapshot: Snapshot, source: Option<ReloadSource>) -> anyhow::R
         view: Arc::default(),
         started: std::time::Instant::now(),
         admission: Arc::clone(&admission),
+        access_log_dropped: access_log.dropped(),
     };
     let control = crate::control::spawn(admin_socket, state, shutdown.clone())?;
     if let Some(a) = admin {
@@ -216,6 +231,7 @@ pub fn start_with(snapshot: Snapshot, source: Option<ReloadSource>) -> anyhow::R
         control: Some(control),
         shards,
         config,
+        access_log,
     })
 }
 
@@ -230,7 +246,7 @@ pub fn run_config(snapshot: Snapshot, source: ReloadSource) -> anyhow::Result<()
 /// Serves until SIGTERM/SIGINT (or `token` is cancelled), reloading on SIGHUP, then drains
 /// and stops `running`.
 pub fn wait_then_stop(running: Running, token: CancellationToken) -> anyhow::Result<()> {
-    wait_for_signal(token, running.reloader())?;
+    wait_for_signal(token, &running)?;
     info!("shutting down: no new connections, draining in-flight requests");
     running.stop();
     info!("stopped");
@@ -260,8 +276,8 @@ pub fn load(path: &Path) -> anyhow::Result<(Snapshot, ReloadSource)> {
 }
 
 /// Blocks until SIGTERM/SIGINT, or until `token` is cancelled elsewhere; then cancels it.
-/// SIGHUP reloads the config meanwhile.
-fn wait_for_signal(token: CancellationToken, reloader: &Arc<Reloader>) -> anyhow::Result<()> {
+/// SIGHUP reloads the config meanwhile; SIGUSR1 reopens the access-log file.
+fn wait_for_signal(token: CancellationToken, running: &Running) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -270,15 +286,21 @@ fn wait_for_signal(token: CancellationToken, reloader: &Arc<Reloader>) -> anyhow
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
+        let mut usr1 = signal(SignalKind::user_defined1())?;
         loop {
             tokio::select! {
                 _ = term.recv() => info!(signal = "SIGTERM", "signal received"),
                 _ = int.recv() => info!(signal = "SIGINT", "signal received"),
                 _ = hup.recv() => {
                     info!(signal = "SIGHUP", "signal received: reloading the config");
-                    let reloader = Arc::clone(reloader);
+                    let reloader = Arc::clone(running.reloader());
                     // The report is logged by the reload itself.
                     let _ = tokio::task::spawn_blocking(move || reloader.reload()).await;
+                    continue;
+                }
+                _ = usr1.recv() => {
+                    info!(signal = "SIGUSR1", "signal received: reopening the access log");
+                    running.reopen_access_log();
                     continue;
                 }
                 _ = token.cancelled() => {}

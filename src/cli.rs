@@ -29,7 +29,7 @@ pub struct Cli {
     /// Config file: to run or check; for `reload`, where to read `[admin] listen`.
     #[arg(long, short = 'c', global = true)]
     pub config: Option<PathBuf>,
-    /// Log filter (e.g. `info`, `debug`, `levee=debug,levee::access=off`); RUST_LOG also works.
+    /// Log filter (e.g. `info`, `debug`, `levee=debug`); RUST_LOG also works. The access log has its own switch.
     #[arg(long, global = true)]
     pub log_level: Option<String>,
     /// What to do (default: run).

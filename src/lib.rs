@@ -24,10 +24,12 @@
 //!   per IP), buckets, automatic caps, the per-worker handshake gate and queue, the minimum
 //!   upload rate. The caller records each verdict.
 //! - [`admin`]: the admin API on the control thread.
+//! - [`access_log`]: the access log: per-worker buffers, a writer thread, stdout or a file.
 //! - [`demo`]: `levee demo`: built-in backends and synthetic per-country traffic.
 //! - [`top`]: `levee top`, a live terminal view of per-country traffic over the admin API.
 //! - [`surge`]: `levee bench surge`, the surge-replay load tool (loopback only).
 
+pub mod access_log;
 pub mod admin;
 pub mod admission;
 pub mod app;

@@ -7,12 +7,10 @@ mod common;
 
 use common::Backend;
 use common::admission::start_logged_admission_levee;
-use common::logs::CapturedLogs;
 use common::stats::{DE_IP, get_request, request_from};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_is_logged_with_its_reason() {
-    let logs = CapturedLogs::install("levee::access=info");
     let backend = Backend::start("b1");
     let admission = "[admission.countries.DE]\nrequests_per_sec = 1\nrequest_burst = 1\n";
     let levee = start_logged_admission_levee(1, admission, &backend);
@@ -20,9 +18,8 @@ async fn a_429_is_logged_with_its_reason() {
     let first = request_from(DE_IP, plain, &get_request("/first")).await;
     let second = request_from(DE_IP, plain, &get_request("/second")).await;
     assert_eq!((first.status, second.status), (200, 429));
-    levee.stop();
-
-    let text = logs.text();
+    // Stopping flushes: every line is in the file once levee has stopped.
+    let text = levee.stop_then_access_log();
     let line = |path: &str| {
         text.lines()
             .find(|l| l.contains(&format!("path={path}")))

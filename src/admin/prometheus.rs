@@ -19,6 +19,7 @@
 //! | `levee_connections_total` | counter | `country` |
 //! | `levee_connections_active` | gauge | `country` |
 //! | `levee_send_timeouts_total` | counter | |
+//! | `levee_access_log_dropped_total` | counter | |
 //! | `levee_tls_handshakes_total` | counter | `country`, `kind` = full, resumed, failed |
 //! | `levee_tls_handshake_duration_seconds` | histogram | `country` |
 //! | `levee_requests_total` | counter | `country`, `code_class` = 1xx .. 5xx |
@@ -106,6 +107,7 @@ pub fn render_metrics(
     shards: &[Arc<Shard>],
     view: &StatsView,
     auto_caps: &[crate::admission::auto::ActiveCap],
+    access_log_dropped: u64,
 ) -> String {
     let backends: usize = snapshot.pools.iter().map(|p| p.backends.len()).sum();
     let rows = country_rows(shards);
@@ -114,6 +116,7 @@ pub fn render_metrics(
     let _ = write_config(&mut out, snapshot, reloads)
         .and_then(|()| write_traffic(&mut out, &rows))
         .and_then(|()| write_send_timeouts(&mut out, shards))
+        .and_then(|()| write_access_log(&mut out, access_log_dropped))
         .and_then(|()| write_windows(&mut out, &rows, view))
         .and_then(|()| write_asns(&mut out, view))
         .and_then(|()| super::prom_admission::write_admission(&mut out, shards))
@@ -209,6 +212,14 @@ fn write_send_timeouts(out: &mut String, shards: &[Arc<Shard>]) -> fmt::Result {
     family(out, name, "counter", help)?;
     let total = totals(shards.iter().map(|s| s.as_ref())).send_timeouts;
     sample(out, name, &[], total)
+}
+
+fn write_access_log(out: &mut String, dropped: u64) -> fmt::Result {
+    let name = "levee_access_log_dropped_total";
+    let help = "Access-log lines lost because the sink could not keep up (queue full) or \
+                failed to write.";
+    family(out, name, "counter", help)?;
+    sample(out, name, &[], dropped)
 }
 
 fn write_traffic(out: &mut String, rows: &[CountryRow]) -> fmt::Result {

@@ -160,6 +160,9 @@ fn metrics(state: &AdminState) -> Response<Full<Bytes>> {
         &state.shards,
         &state.view.load(),
         &state.admission.auto_view.load(),
+        state
+            .access_log_dropped
+            .load(std::sync::atomic::Ordering::Relaxed),
     );
     let mut r = Response::new(Full::new(Bytes::from(body)));
     r.headers_mut().insert(

@@ -25,4 +25,6 @@ pub struct AdminState {
     pub started: Instant,
     /// Admission state (automatic caps in force).
     pub admission: Arc<crate::admission::Admission>,
+    /// Access-log lines lost (`levee_access_log_dropped_total`).
+    pub access_log_dropped: Arc<std::sync::atomic::AtomicU64>,
 }

@@ -60,6 +60,8 @@ pub struct RawServer {
     pub access_log: Option<bool>,
     /// Whether access-log lines carry the request's query string.
     pub access_log_query: Option<bool>,
+    /// File the access log is appended to (reopened on SIGUSR1); default: stdout.
+    pub access_log_path: Option<std::path::PathBuf>,
     /// Entries of the shared TLS 1.2 session-ID cache.
     pub tls_session_cache: Option<i64>,
     /// Reload when the config file changes.

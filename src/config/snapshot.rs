@@ -105,6 +105,8 @@ pub struct ServerSettings {
     /// Whether access-log lines carry the query string (off by default: queries often
     /// hold tokens and personal data).
     pub access_log_query: bool,
+    /// The file the access log is appended to (reopened on SIGUSR1); `None`: stdout.
+    pub access_log_path: Option<std::path::PathBuf>,
     /// Entries of the shared TLS 1.2 session-ID cache (sized once, at start).
     pub tls_session_cache: usize,
     /// Whether a change of the config file triggers a reload.

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,7 +61,7 @@ pub fn build(raw: RawConfig, source: &str, ctx: &BuildContext) -> Result<Snapsho
         .enumerate()
         .map(|(i, name)| (name.clone(), PoolId(i)))
         .collect();
-    let server = server_settings(&raw, &mut Scope::new(&mut errs, "server"));
+    let server = server_settings(&raw, &ctx.base_dir, &mut Scope::new(&mut errs, "server"));
     let admin = admin_settings(&raw, &mut Scope::new(&mut errs, "admin"));
     check_listener_identity(&raw, &mut Scope::new(&mut errs, ""));
     let listeners = build_listeners(&raw.listeners, &pool_index, ctx, &mut errs);
@@ -254,7 +255,7 @@ impl Scope<'_> {
     }
 }
 
-fn server_settings(raw: &RawConfig, s: &mut Scope<'_>) -> Option<ServerSettings> {
+fn server_settings(raw: &RawConfig, base_dir: &Path, s: &mut Scope<'_>) -> Option<ServerSettings> {
     let raw = &raw.server;
     let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
     let workers = s.int("workers", raw.workers, cores, WORKERS_RANGE);
@@ -270,6 +271,16 @@ fn server_settings(raw: &RawConfig, s: &mut Scope<'_>) -> Option<ServerSettings>
             None
         }
     };
+    let access_log_path = match raw.access_log_path.as_deref() {
+        None => Some(None),
+        Some(path) => match log_file(path, base_dir) {
+            Ok(path) => Some(Some(path)),
+            Err(reason) => {
+                s.add("access_log_path", reason);
+                None
+            }
+        },
+    };
     let cache = raw.tls_session_cache;
     let tls_session_cache = s.int(
         "tls_session_cache",
@@ -284,9 +295,30 @@ fn server_settings(raw: &RawConfig, s: &mut Scope<'_>) -> Option<ServerSettings>
         log_format: log_format?,
         access_log: raw.access_log.unwrap_or(true),
         access_log_query: raw.access_log_query.unwrap_or(false),
+        access_log_path: access_log_path?,
         tls_session_cache: tls_session_cache?,
         watch_config: raw.watch_config.unwrap_or(false),
     })
+}
+
+/// A log file path joined to the config file's directory: not empty, not a directory, and
+/// in a directory that exists (the file itself is created when levee opens it).
+fn log_file(path: &Path, base_dir: &Path) -> Result<PathBuf, String> {
+    if path.as_os_str().is_empty() {
+        return Err("must not be empty (leave the key out to log to stdout)".to_string());
+    }
+    let full = base_dir.join(path);
+    if full.is_dir() {
+        return Err(format!("\"{}\" is a directory, not a file", full.display()));
+    }
+    let parent = full.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(dir) = parent.filter(|d| !d.is_dir()) {
+        return Err(format!(
+            "directory \"{}\" does not exist (levee creates the file, not its directory)",
+            dir.display()
+        ));
+    }
+    Ok(full)
 }
 
 fn admin_settings(raw: &RawConfig, s: &mut Scope<'_>) -> Option<AdminSettings> {

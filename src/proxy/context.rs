@@ -29,6 +29,8 @@ pub struct WorkerHttp {
     pub admission: Arc<Admission>,
     /// This worker's maker of `X-Request-Id`s.
     pub request_ids: RequestIds,
+    /// This worker's access-log buffer.
+    pub access_log: Rc<crate::access_log::WorkerLog>,
 }
 
 /// What every request on one connection shares.

@@ -7,13 +7,13 @@
 //! except the read-only snapshot and the per-backend atomics (per-pool stats have a slot per
 //! worker: `pool_stats`).
 
-pub mod access_log;
 pub mod conn;
 pub mod context;
 pub mod error;
 pub mod headers;
 pub mod idle;
 pub mod pool_stats;
+pub mod quick_ack;
 pub mod request_body;
 pub mod request_id;
 pub mod response_body;

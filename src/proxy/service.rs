@@ -13,7 +13,6 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body::Body as _;
 use hyper::body::Incoming;
 
-use super::access_log::{self, AccessEntry, StatusFrom};
 use super::context::ConnCtx;
 use super::error::ProxyError;
 use super::headers::{rewrite_request, rewrite_response};
@@ -23,6 +22,7 @@ use super::response_body::{OnComplete, ResponseBody};
 use super::route::route;
 use super::semantics::{check_head, request_host};
 use super::upstream::{PooledSender, SendError};
+use crate::access_log::{AccessEntry, StatusFrom};
 use crate::admission::UploadRate;
 use crate::config::{PoolId, SnapshotHandle};
 use crate::geo::tag::ClientTag;
@@ -137,7 +137,7 @@ impl OnComplete for RequestRecord {
             return;
         }
         let snapshot = &self.snapshot;
-        access_log::write(&AccessEntry {
+        self.conn.http.access_log.write(&AccessEntry {
             request_id: &self.request_id,
             client: self.client,
             peer: self.conn.transport_peer,

@@ -16,6 +16,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::error::ProxyError;
+use super::quick_ack::QuickAck;
 use super::request_body::{BodyTooLarge, RequestBody};
 use crate::lb::PoolTimeouts;
 
@@ -152,7 +153,9 @@ pub enum SendError {
     Sent(ProxyError),
 }
 
-/// Opens a new HTTP/1.1 connection to `backend` and spawns its driver on this worker.
+/// Opens a new HTTP/1.1 connection to `backend` and spawns its driver on this worker. Its
+/// socket ACKs what it reads at once (`QuickAck`: no delayed-ACK stall with backends that
+/// write head and body apart).
 async fn connect(backend: SocketAddr, timeouts: &PoolTimeouts) -> Result<Sender, ProxyError> {
     let tcp = tokio::time::timeout(timeouts.connect, TcpStream::connect(backend))
         .await
@@ -161,7 +164,7 @@ async fn connect(backend: SocketAddr, timeouts: &PoolTimeouts) -> Result<Sender,
     // Nagle would hold small request heads back; latency matters more here.
     let _ = tcp.set_nodelay(true);
     let (sender, conn) = http1::Builder::new()
-        .handshake(TokioIo::new(tcp))
+        .handshake(TokioIo::new(QuickAck::new(tcp)))
         .await
         .map_err(ProxyError::Upstream)?;
     tokio::task::spawn_local(async move {

@@ -24,7 +24,9 @@ fn front_for(source: &str) -> Front {
     let snapshot = load_str(source, &context(Path::new("."))).unwrap();
     let shard = Arc::new(Shard::new(0, country::COUNTRY_COUNT));
     let config = Arc::new(ArcSwap::from_pointee(snapshot));
-    let worker = WorkerCtx::new(0, shard, Arc::new(Admission::default()), config);
+    let admission = Arc::new(Admission::default());
+    let log = crate::access_log::WorkerLog::discarding();
+    let worker = WorkerCtx::new(0, shard, admission, config, log);
     Front {
         name: "web".into(),
         worker: Rc::new(worker),

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
+use crate::access_log::WorkerLog;
 use crate::admission::Admission;
 use crate::config::Snapshot;
 use crate::stats::Shard;
@@ -48,6 +49,8 @@ pub struct WorkerSpec {
     pub commands: mpsc::UnboundedReceiver<WorkerCommand>,
     /// Admission counts shared by every worker (open connections, per client IP).
     pub admission: Arc<Admission>,
+    /// This worker's access-log buffer.
+    pub access_log: WorkerLog,
 }
 
 /// A listener change a reload asks a worker to make (after the new snapshot is stored).
@@ -95,6 +98,7 @@ async fn run(spec: WorkerSpec) {
         Arc::clone(&spec.shard),
         Arc::clone(&spec.admission),
         Arc::clone(&spec.config),
+        spec.access_log,
     ));
     let connections = TaskTracker::new();
     let mut accept_loops: HashMap<String, Accepting> = HashMap::new();
@@ -102,6 +106,8 @@ async fn run(spec: WorkerSpec) {
         listen(&mut accept_loops, name, socket, &worker, &connections);
     }
     let sweeper = tokio::task::spawn_local(sweep_idle(Rc::clone(&worker)));
+    let log = Rc::clone(&worker.http.access_log);
+    let log_flusher = tokio::task::spawn_local(log.flush_when_due());
     let mut commands = spec.commands;
     loop {
         tokio::select! {
@@ -141,6 +147,10 @@ async fn run(spec: WorkerSpec) {
         );
     }
     sweeper.abort();
+    log_flusher.abort();
+    // What is still buffered; lines of connections cut at the deadline follow when the
+    // worker's state drops (`WorkerLog`'s `Drop`).
+    worker.http.access_log.flush();
     debug!(worker = spec.id, "worker stopped");
 }
 

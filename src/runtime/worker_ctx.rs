@@ -8,6 +8,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 
+use crate::access_log::WorkerLog;
 use crate::admission::{Admission, GateObserver, HandshakeGate};
 use crate::config::{LocalSnapshot, Snapshot};
 use crate::proxy::WorkerHttp;
@@ -30,12 +31,13 @@ pub struct WorkerCtx {
 
 impl WorkerCtx {
     /// A worker's state: `shard` is its stats shard, `admission` the process's admission
-    /// state, `config` the live config.
+    /// state, `config` the live config, `access_log` its own access-log buffer.
     pub fn new(
         id: usize,
         shard: Arc<Shard>,
         admission: Arc<Admission>,
         config: Arc<ArcSwap<Snapshot>>,
+        access_log: WorkerLog,
     ) -> Self {
         let observer = Box::new(ShardGauge(Arc::clone(&shard)));
         let handshakes = HandshakeGate::new(observer, Arc::clone(&admission.shares));
@@ -45,6 +47,7 @@ impl WorkerCtx {
             snapshot: LocalSnapshot::new(config),
             admission,
             request_ids: RequestIds::new(),
+            access_log: Rc::new(access_log),
         });
         Self {
             id,

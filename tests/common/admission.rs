@@ -23,7 +23,7 @@ pub fn start_admission_levee(workers: usize, admission: &str, backend: &Backend)
     start_with_access_log(workers, admission, backend, false)
 }
 
-/// As [`start_admission_levee`], with the access log on (`levee::access` events).
+/// As [`start_admission_levee`], with the access log on, in `Levee::access_log`.
 pub fn start_logged_admission_levee(workers: usize, admission: &str, backend: &Backend) -> Levee {
     start_with_access_log(workers, admission, backend, true)
 }
@@ -37,10 +37,12 @@ fn start_with_access_log(
     let dir = tempfile::tempdir().unwrap();
     write_loopback_geo(dir.path());
     let toml = format!(
-        "[server]\nworkers = {workers}\nshutdown_timeout = \"2s\"\naccess_log = {access_log}\n\n\
+        "[server]\nworkers = {workers}\nshutdown_timeout = \"2s\"\naccess_log = {access_log}\n\
+         access_log_path = \"{}\"\n\n\
          [admin]\nlisten = \"127.0.0.1:0\"\n\n\
          [geo]\ncountry_db = \"countries.mmdb\"\nasn_db = \"asns.mmdb\"\n\n\
          [admission]\n{admission}\n\n{}{}{}",
+        super::ACCESS_LOG_FILE,
         listener_toml("tls", "web", Some(&[]), "", ""),
         listener_toml("plain", "web", None, "", ""),
         pool_toml("web", &[backend.addr], ""),

@@ -16,6 +16,7 @@ pub mod pki;
 pub mod prom;
 pub mod reload;
 pub mod resetter;
+pub mod split_backend;
 pub mod stats;
 
 use std::net::SocketAddr;
@@ -112,6 +113,37 @@ impl Levee {
         self.running().reload()
     }
 
+    /// The access log written so far to `ACCESS_LOG_FILE` in the config's directory (for a
+    /// config with `access_log_path = "access.log"`); empty when there is none yet.
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join(ACCESS_LOG_FILE)).unwrap_or_default()
+    }
+
+    /// Polls the access log until a line contains `needle` (lines reach the file within the
+    /// workers' ship delay); panics after `within`.
+    pub async fn access_log_line(&self, needle: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let text = self.access_log();
+            if let Some(line) = text.lines().find(|l| l.contains(needle)) {
+                return line.to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no access log line with {needle:?}:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops levee, then returns its whole access log (stopping writes out every line).
+    pub fn stop_then_access_log(mut self) -> String {
+        if let Some(r) = self.running.take() {
+            r.stop();
+        }
+        self.access_log()
+    }
+
     /// Stops levee now and waits for its workers.
     pub fn stop(mut self) {
         if let Some(r) = self.running.take() {
@@ -127,6 +159,9 @@ impl Drop for Levee {
         }
     }
 }
+
+/// The access-log file of test configs that keep one (`access_log_path = "access.log"`).
+pub const ACCESS_LOG_FILE: &str = "access.log";
 
 /// Name of the config file `start_levee` writes into the Levee's tempdir.
 pub const CONFIG_FILE: &str = "levee.toml";

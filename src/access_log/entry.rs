@@ -1,9 +1,4 @@
-//! The access log: one `levee::access` event per request, when its response ends.
-//!
-//! The event is a root event (`parent: None`): it carries every field it needs itself
-//! (listener, peer, client, ...) instead of inheriting the connection's span, so a line is
-//! flat and has each field once, in text and in JSON alike (see `logging`). Absent values
-//! (no backend, no ASN, no user agent) are left out of the line rather than written empty.
+//! What one access-log line says: [`AccessEntry`], borrowed from the request's record.
 //! Field by field: README.md, "Access log".
 
 use std::net::{IpAddr, SocketAddr};
@@ -75,58 +70,4 @@ pub struct AccessEntry<'a> {
     pub user_agent: Option<&'a HeaderValue>,
     /// The admission refusal, when admission control refused the request.
     pub refused: Option<&'static str>,
-}
-
-/// `h1` or `h2`: the protocol the client spoke.
-fn proto(version: Version) -> &'static str {
-    if version == Version::HTTP_2 {
-        "h2"
-    } else {
-        "h1"
-    }
-}
-
-/// Milliseconds with microsecond precision.
-fn millis(d: Duration) -> f64 {
-    d.as_micros() as f64 / 1000.0
-}
-
-/// A header value as text, when it is visible ASCII (others are left out, not mangled).
-fn text(v: Option<&HeaderValue>) -> Option<&str> {
-    v.and_then(|v| v.to_str().ok())
-}
-
-/// Writes `entry` as one `levee::access` event at `info`.
-pub fn write(entry: &AccessEntry<'_>) {
-    let host = entry
-        .uri
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| text(entry.host_header));
-    let query = entry.uri.query().filter(|_| entry.with_query);
-    tracing::info!(
-        target: "levee::access",
-        parent: None,
-        request_id = text(Some(entry.request_id)),
-        client = %entry.client,
-        peer = %entry.peer,
-        country = entry.country,
-        asn = entry.asn,
-        listener = entry.listener,
-        proto = proto(entry.version),
-        method = %entry.method,
-        host,
-        path = %entry.uri.path(),
-        query,
-        status = entry.status,
-        status_from = entry.status_from.as_str(),
-        pool = entry.pool,
-        backend = entry.backend.map(tracing::field::display),
-        upstream_ms = entry.upstream.map(millis),
-        duration_ms = millis(entry.duration),
-        bytes_in = entry.bytes_in,
-        bytes_out = entry.bytes_out,
-        user_agent = text(entry.user_agent),
-        refused = entry.refused,
-    );
 }
