@@ -84,16 +84,23 @@ impl LineFormat {
     }
 }
 
-/// How one format writes each kind of field.
+/// How one format writes each kind of field. Numbers are written alike in both formats.
 trait Fields {
+    /// Writes the separator and `key`, and returns the line to write its value into.
+    fn key(&mut self, key: &str) -> &mut Vec<u8>;
     /// A string field (quoted).
     fn text(&mut self, key: &str, value: &str);
     /// A field written through `Display` (bare in text, a string in JSON).
     fn display(&mut self, key: &str, value: &dyn Display);
     /// An integer field.
-    fn int(&mut self, key: &str, value: u64);
-    /// A number with a fraction.
-    fn float(&mut self, key: &str, value: f64);
+    fn int(&mut self, key: &str, value: u64) {
+        let _ = write!(self.key(key), "{value}");
+    }
+    /// A number with a fraction. Durations are finite; `{:?}` keeps a `.0` on whole
+    /// numbers, as serde_json does.
+    fn float(&mut self, key: &str, value: f64) {
+        let _ = write!(self.key(key), "{value:?}");
+    }
 }
 
 /// The fields of `entry`, in the line's order.
@@ -164,30 +171,18 @@ struct Text<'a> {
     out: &'a mut Vec<u8>,
 }
 
-impl Text<'_> {
-    fn key(&mut self, key: &str) {
+impl Fields for Text<'_> {
+    fn key(&mut self, key: &str) -> &mut Vec<u8> {
         self.out.push(b' ');
         self.out.extend_from_slice(key.as_bytes());
         self.out.push(b'=');
+        self.out
     }
-}
-
-impl Fields for Text<'_> {
     fn text(&mut self, key: &str, value: &str) {
-        self.key(key);
-        let _ = write!(self.out, "{value:?}");
+        let _ = write!(self.key(key), "{value:?}");
     }
     fn display(&mut self, key: &str, value: &dyn Display) {
-        self.key(key);
-        let _ = write!(self.out, "{value}");
-    }
-    fn int(&mut self, key: &str, value: u64) {
-        self.key(key);
-        let _ = write!(self.out, "{value}");
-    }
-    fn float(&mut self, key: &str, value: f64) {
-        self.key(key);
-        let _ = write!(self.out, "{value:?}");
+        let _ = write!(self.key(key), "{value}");
     }
 }
 
@@ -197,33 +192,23 @@ struct Json<'a> {
     scratch: &'a mut String,
 }
 
-impl Json<'_> {
-    fn key(&mut self, key: &str) {
+impl Fields for Json<'_> {
+    fn key(&mut self, key: &str) -> &mut Vec<u8> {
         self.out.extend_from_slice(b",\"");
         self.out.extend_from_slice(key.as_bytes());
         self.out.extend_from_slice(b"\":");
+        self.out
     }
-}
-
-impl Fields for Json<'_> {
     fn text(&mut self, key: &str, value: &str) {
-        self.key(key);
-        let _ = serde_json::to_writer(&mut *self.out, value);
+        let _ = serde_json::to_writer(self.key(key), value);
     }
     fn display(&mut self, key: &str, value: &dyn Display) {
-        self.key(key);
-        self.scratch.clear();
-        let _ = write!(self.scratch, "{value}");
-        let _ = serde_json::to_writer(&mut *self.out, self.scratch.as_str());
-    }
-    fn int(&mut self, key: &str, value: u64) {
-        self.key(key);
-        let _ = write!(self.out, "{value}");
-    }
-    fn float(&mut self, key: &str, value: f64) {
-        self.key(key);
-        // Durations are finite; `{:?}` keeps a `.0` on whole numbers, as serde_json does.
-        let _ = write!(self.out, "{value:?}");
+        // Made first (with its allocation kept for the next line), then escaped.
+        let mut text = std::mem::take(&mut *self.scratch);
+        text.clear();
+        let _ = write!(text, "{value}");
+        let _ = serde_json::to_writer(self.key(key), text.as_str());
+        *self.scratch = text;
     }
 }
 
