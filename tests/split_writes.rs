@@ -1,6 +1,6 @@
 //! No delayed-ACK stall with backends that write the response head and body in separate
-//! sends without TCP_NODELAY (Python's `http.server`, many dev servers) or stream a chunked
-//! body in small writes: each response completes in well under the 40 ms of a delayed ACK,
+//! sends without TCP_NODELAY (Python's `http.server`, many dev servers), write the head
+//! itself in pieces, or stream a chunked body in small writes: each response completes in well under the 40 ms of a delayed ACK,
 //! on new and on reused connections, to levee and to the backend.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -47,7 +47,15 @@ fn assert_no_stall(case: &str, times: Vec<Duration>) {
 async fn split_writes_do_not_stall_on_new_connections() {
     let backend = SplitBackend::start();
     let levee = levee_for(&backend);
-    for path in ["/split", "/chunks", "/split?close", "/chunks?close"] {
+    let paths = [
+        "/split",
+        "/chunks",
+        "/pieces",
+        "/split?close",
+        "/chunks?close",
+        "/pieces?close",
+    ];
+    for path in paths {
         let mut times = Vec::new();
         for _ in 0..ROUNDS {
             // A new client connection each time, and with `?close` a new backend one too.
@@ -67,14 +75,18 @@ async fn split_writes_do_not_stall_on_kept_alive_connections() {
     let backend = SplitBackend::start();
     let levee = levee_for(&backend);
     let mut conn = Conn::plain(levee.addr("web"), Proto::H1).await;
-    for path in ["/split", "/chunks"] {
+    for path in ["/split", "/chunks", "/pieces"] {
         let mut times = Vec::new();
         for _ in 0..ROUNDS {
             let started = Instant::now();
             let reply = conn.get(path).await;
             times.push(started.elapsed());
             assert_eq!(reply.status, 200);
-            let want = if path == "/split" { 64 } else { 8 * 16 };
+            let want = match path {
+                "/split" => 64,
+                "/pieces" => 32,
+                _ => 8 * 16,
+            };
             assert_eq!(reply.body.len(), want, "{path}");
         }
         assert_no_stall(path, times);

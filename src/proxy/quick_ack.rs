@@ -8,29 +8,74 @@
 //! servers; any backend streaming small chunks) has Nagle's algorithm hold the second send
 //! until the first is ACKed: each response then waits for the delayed-ACK timer, 40 ms.
 //!
-//! `TCP_QUICKACK` is not sticky: the kernel leaves quick-ACK mode again on its own. So it is
-//! set after every read that returned data; when an ACK is pending, the kernel sends it then
-//! and there. That is one `setsockopt` per read that returned bytes (reads of a response
-//! whose bytes are all in already cost none, and hyper reads a small response in one). On
-//! systems without `TCP_QUICKACK` this is a plain pass-through.
+//! `TCP_QUICKACK` is not sticky (the kernel leaves quick-ACK mode again on its own) and
+//! each use costs a syscall and, when an ACK is pending, a packet of its own: set after
+//! every read, it cost ~10% of levee's CPU per keep-alive request against a backend that
+//! writes once (that ACK would otherwise ride on the next request). So it is set only when
+//! a response is waited for: whoever relays a response body calls [`AckRequest::request`]
+//! when the body has no more bytes yet (`Pending`); the socket's reader is woken, and its
+//! next read first sets `TCP_QUICKACK`, which sends the pending ACK then and there. A
+//! response that arrives whole (most backends) costs nothing; a head then a body costs one
+//! ACK; a body streamed in small chunks costs one per wait. On systems without
+//! `TCP_QUICKACK` this is a plain pass-through.
 
+use std::cell::Cell;
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// A TCP stream that asks the kernel to ACK at once after each read that returned data.
+/// The way to ask an upstream socket for an immediate ACK of what it has read, shared by
+/// the socket ([`QuickAck`]) and whoever relays its responses.
+#[derive(Default)]
+pub struct AckRequest {
+    wanted: Cell<bool>,
+    /// The socket's reader, parked on a read that had nothing yet.
+    reader: Cell<Option<Waker>>,
+}
+
+impl std::fmt::Debug for AckRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AckRequest")
+            .field("wanted", &self.wanted.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AckRequest {
+    /// Asks for the ACK: the socket's parked reader is woken and sets `TCP_QUICKACK` on its
+    /// next read.
+    pub fn request(&self) {
+        self.wanted.set(true);
+        if let Some(reader) = self.reader.take() {
+            reader.wake();
+        }
+    }
+
+    /// Keeps the waker of a read that returned `Pending` (not cloned when it is the same).
+    fn park(&self, waker: &Waker) {
+        let parked = match self.reader.take() {
+            Some(w) if w.will_wake(waker) => w,
+            _ => waker.clone(),
+        };
+        self.reader.set(Some(parked));
+    }
+}
+
+/// A TCP stream that ACKs what it has read at once when its [`AckRequest`] asks for it.
 #[derive(Debug)]
 pub struct QuickAck {
     tcp: TcpStream,
+    ack: Rc<AckRequest>,
 }
 
 impl QuickAck {
-    /// Wraps a connected stream.
-    pub fn new(tcp: TcpStream) -> Self {
-        Self { tcp }
+    /// Wraps a connected stream; `ack` is how its ACKs are asked for.
+    pub fn new(tcp: TcpStream, ack: Rc<AckRequest>) -> Self {
+        Self { tcp, ack }
     }
 
     #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -50,10 +95,12 @@ impl AsyncRead for QuickAck {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut this.tcp).poll_read(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+        if this.ack.wanted.replace(false) {
             this.ack_now();
+        }
+        let polled = Pin::new(&mut this.tcp).poll_read(cx, buf);
+        if polled.is_pending() {
+            this.ack.park(cx.waker());
         }
         polled
     }

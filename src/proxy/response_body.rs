@@ -87,10 +87,14 @@ impl<C: OnComplete + Unpin> Body for ResponseBody<C> {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Upstream { inner, pooled } => {
                 let p = Pin::new(&mut *inner).poll_frame(cx);
-                if let Poll::Ready(None) = p
-                    && let Some(sender) = pooled.take()
-                {
-                    sender.release();
+                match (&p, pooled.as_ref()) {
+                    (Poll::Ready(None), Some(_)) => {
+                        if let Some(sender) = pooled.take() {
+                            sender.release();
+                        }
+                    }
+                    (Poll::Pending, Some(sender)) => sender.waiting_for_body(),
+                    _ => {}
                 }
                 p
             }

@@ -5,9 +5,10 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -16,7 +17,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::error::ProxyError;
-use super::quick_ack::QuickAck;
+use super::quick_ack::{AckRequest, QuickAck};
 use super::request_body::{BodyTooLarge, RequestBody};
 use crate::lb::PoolTimeouts;
 
@@ -25,8 +26,14 @@ const MAX_IDLE_PER_BACKEND: usize = 1024;
 
 type Sender = http1::SendRequest<RequestBody>;
 
-struct Idle {
+/// An upstream connection: its request sender and the way to ask its socket for an ACK.
+struct Conn {
     sender: Sender,
+    ack: Rc<AckRequest>,
+}
+
+struct Idle {
+    conn: Conn,
     since: Instant,
 }
 
@@ -48,23 +55,29 @@ impl std::fmt::Debug for UpstreamPool {
 pub struct PooledSender {
     pool: Rc<UpstreamPool>,
     backend: SocketAddr,
-    sender: Sender,
+    conn: Conn,
 }
 
 impl PooledSender {
     /// Returns the connection to the pool (it must have finished its response).
     pub fn release(self) {
-        if self.sender.is_closed() {
+        if self.conn.sender.is_closed() {
             return;
         }
         let mut idle = self.pool.idle.borrow_mut();
         let list = idle.entry(self.backend).or_default();
         if list.len() < MAX_IDLE_PER_BACKEND {
             list.push(Idle {
-                sender: self.sender,
+                conn: self.conn,
                 since: Instant::now(),
             });
         }
+    }
+
+    /// The response body has no more bytes yet: the socket ACKs what it has read now, so
+    /// a backend whose Nagle holds the rest for that ACK sends it (see `quick_ack`).
+    pub fn waiting_for_body(&self) {
+        self.conn.ack.request();
     }
 }
 
@@ -79,17 +92,17 @@ impl UpstreamPool {
         let now = Instant::now();
         let mut idle = self.idle.borrow_mut();
         for list in idle.values_mut() {
-            list.retain(|c| !c.sender.is_closed() && now.duration_since(c.since) < max_idle);
+            list.retain(|c| !c.conn.sender.is_closed() && now.duration_since(c.since) < max_idle);
         }
         idle.retain(|_, list| !list.is_empty());
     }
 
-    fn take_idle(&self, backend: SocketAddr, timeouts: &PoolTimeouts) -> Option<Sender> {
+    fn take_idle(&self, backend: SocketAddr, timeouts: &PoolTimeouts) -> Option<Conn> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&backend)?;
         while let Some(c) = list.pop() {
-            if !c.sender.is_closed() && c.since.elapsed() < timeouts.idle {
-                return Some(c.sender);
+            if !c.conn.sender.is_closed() && c.since.elapsed() < timeouts.idle {
+                return Some(c.conn);
             }
         }
         None
@@ -108,24 +121,25 @@ impl UpstreamPool {
         timeouts: &PoolTimeouts,
     ) -> Result<(Response<Incoming>, PooledSender), SendError> {
         loop {
-            let (mut sender, reused) = match self.take_idle(backend, timeouts) {
+            let (mut conn, reused) = match self.take_idle(backend, timeouts) {
                 Some(s) => (s, true),
                 None => match connect(backend, timeouts).await {
                     Ok(s) => (s, false),
                     Err(e) => return Err(SendError::NotSent(e, Box::new(req))),
                 },
             };
-            if reused && sender.ready().await.is_err() {
+            if reused && conn.sender.ready().await.is_err() {
                 continue;
             }
-            let sent = tokio::time::timeout(timeouts.response, sender.try_send_request(req)).await;
+            let head = head_acked(conn.sender.try_send_request(req), &conn.ack);
+            let sent = tokio::time::timeout(timeouts.response, head).await;
             match sent {
                 Err(_) => return Err(SendError::Sent(ProxyError::ResponseTimeout)),
                 Ok(Ok(resp)) => {
                     let pooled = PooledSender {
                         pool: Rc::clone(self),
                         backend,
-                        sender,
+                        conn,
                     };
                     return Ok((resp, pooled));
                 }
@@ -156,23 +170,49 @@ pub enum SendError {
 /// Opens a new HTTP/1.1 connection to `backend` and spawns its driver on this worker. Its
 /// socket ACKs what it reads at once (`QuickAck`: no delayed-ACK stall with backends that
 /// write head and body apart).
-async fn connect(backend: SocketAddr, timeouts: &PoolTimeouts) -> Result<Sender, ProxyError> {
+async fn connect(backend: SocketAddr, timeouts: &PoolTimeouts) -> Result<Conn, ProxyError> {
     let tcp = tokio::time::timeout(timeouts.connect, TcpStream::connect(backend))
         .await
         .map_err(|_| ProxyError::ConnectTimeout)?
         .map_err(ProxyError::Connect)?;
     // Nagle would hold small request heads back; latency matters more here.
     let _ = tcp.set_nodelay(true);
-    let (sender, conn) = http1::Builder::new()
-        .handshake(TokioIo::new(QuickAck::new(tcp)))
+    let ack = Rc::new(AckRequest::default());
+    let (sender, driver) = http1::Builder::new()
+        .handshake(TokioIo::new(QuickAck::new(tcp, Rc::clone(&ack))))
         .await
         .map_err(ProxyError::Upstream)?;
     tokio::task::spawn_local(async move {
-        if let Err(e) = conn.await {
+        if let Err(e) = driver.await {
             tracing::debug!(error = %e, %backend, "upstream connection ended with an error");
         }
     });
-    Ok(sender)
+    Ok(Conn { sender, ack })
+}
+
+/// First wait for a response head after which the socket ACKs what it has read; doubled
+/// after each, up to `HEAD_ACK_LAST`.
+const HEAD_ACK_FIRST: Duration = Duration::from_millis(1);
+/// Longest wait between two such ACKs (the delayed-ACK timer itself is 40 ms).
+const HEAD_ACK_LAST: Duration = Duration::from_millis(16);
+
+/// Waits for a response head; while it is slow to come, ACKs what the socket has read
+/// after 1, 2, 4, 8, 16, 16... ms, so a backend that writes its head in pieces apart
+/// (Nagle holding each for the ACK of the one before) is not held for the delayed-ACK
+/// timer either. A head that comes within 1 ms (the usual case) costs no ACK.
+async fn head_acked<F: Future>(head: F, ack: &AckRequest) -> F::Output {
+    tokio::pin!(head);
+    let mut wait = HEAD_ACK_FIRST;
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut head => return out,
+            () = tokio::time::sleep(wait) => {
+                ack.request();
+                wait = (wait * 2).min(HEAD_ACK_LAST);
+            }
+        }
+    }
 }
 
 /// Maps a hyper client error to the side that caused it.

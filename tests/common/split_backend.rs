@@ -4,7 +4,8 @@
 //! flight, so a proxy that delays its ACKs stalls every response by its delayed-ACK timer.
 //!
 //! Paths: `/split` (head, then a 64-byte body), `/chunks` (head, then 8 chunks and the last
-//! chunk, each its own send). `?close` answers with `Connection: close` and closes, as an
+//! chunk, each its own send), `/pieces` (the status line, each header line, the blank line
+//! and a 32-byte body, each its own send). `?close` answers with `Connection: close` and closes, as an
 //! HTTP/1.0 `http.server` does after every response.
 
 use std::io::{Read, Write};
@@ -80,6 +81,8 @@ fn serve(mut tcp: TcpStream) {
         let connection = if close { "close" } else { "keep-alive" };
         let ok = if target.starts_with("/chunks") {
             chunked(&mut tcp, connection)
+        } else if target.starts_with("/pieces") {
+            pieces(&mut tcp, connection)
         } else {
             split(&mut tcp, connection)
         };
@@ -108,4 +111,14 @@ fn chunked(tcp: &mut TcpStream, connection: &str) -> std::io::Result<()> {
         tcp.write_all(format!("10\r\nchunk {i:02} of 0008\r\n").as_bytes())?;
     }
     tcp.write_all(b"0\r\n\r\n")
+}
+
+/// The head in pieces: the status line, then each header line, then the body, one send each.
+fn pieces(tcp: &mut TcpStream, connection: &str) -> std::io::Result<()> {
+    let body = [b'y'; 32];
+    tcp.write_all(b"HTTP/1.1 200 OK\r\n")?;
+    tcp.write_all(format!("Content-Length: {}\r\n", body.len()).as_bytes())?;
+    tcp.write_all(format!("Connection: {connection}\r\n").as_bytes())?;
+    tcp.write_all(b"\r\n")?;
+    tcp.write_all(&body)
 }
