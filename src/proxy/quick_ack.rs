@@ -16,7 +16,8 @@
 //! when the body has no more bytes yet (`Pending`); the socket's reader is woken, and its
 //! next read first sets `TCP_QUICKACK`, which sends the pending ACK then and there. A
 //! response that arrives whole (most backends) costs nothing; a head then a body costs one
-//! ACK; a body streamed in small chunks costs one per wait. On systems without
+//! ACK; a body streamed in small chunks costs one per wait. Nothing is done when nothing
+//! was read since levee last sent on the socket (no ACK can be pending then). On systems without
 //! `TCP_QUICKACK` this is a plain pass-through.
 
 use std::cell::Cell;
@@ -33,6 +34,8 @@ use tokio::net::TcpStream;
 #[derive(Default)]
 pub struct AckRequest {
     wanted: Cell<bool>,
+    /// Bytes were read since the socket last sent anything (an ACK may be pending).
+    unacked: Cell<bool>,
     /// The socket's reader, parked on a read that had nothing yet.
     reader: Cell<Option<Waker>>,
 }
@@ -41,14 +44,19 @@ impl std::fmt::Debug for AckRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AckRequest")
             .field("wanted", &self.wanted.get())
+            .field("unacked", &self.unacked.get())
             .finish_non_exhaustive()
     }
 }
 
 impl AckRequest {
-    /// Asks for the ACK: the socket's parked reader is woken and sets `TCP_QUICKACK` on its
-    /// next read.
+    /// Asks for the ACK: when bytes were read since the socket last sent anything, its
+    /// parked reader is woken and sets `TCP_QUICKACK` on its next read; otherwise there is
+    /// nothing to ACK and this costs nothing.
     pub fn request(&self) {
+        if !self.unacked.get() {
+            return;
+        }
         self.wanted.set(true);
         if let Some(reader) = self.reader.take() {
             reader.wake();
@@ -86,6 +94,13 @@ impl QuickAck {
 
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     fn ack_now(&self) {}
+
+    /// What the socket sends carries the ACK of everything read before it.
+    fn sent(&self, polled: &Poll<io::Result<usize>>) {
+        if matches!(polled, Poll::Ready(Ok(n)) if *n > 0) {
+            self.ack.unacked.set(false);
+        }
+    }
 }
 
 impl AsyncRead for QuickAck {
@@ -95,12 +110,15 @@ impl AsyncRead for QuickAck {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.ack.wanted.replace(false) {
+        if this.ack.wanted.replace(false) && this.ack.unacked.replace(false) {
             this.ack_now();
         }
+        let before = buf.filled().len();
         let polled = Pin::new(&mut this.tcp).poll_read(cx, buf);
-        if polled.is_pending() {
-            this.ack.park(cx.waker());
+        match polled {
+            Poll::Pending => this.ack.park(cx.waker()),
+            Poll::Ready(Ok(())) if buf.filled().len() > before => this.ack.unacked.set(true),
+            Poll::Ready(_) => {}
         }
         polled
     }
@@ -112,7 +130,10 @@ impl AsyncWrite for QuickAck {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.tcp).poll_write(cx, buf);
+        this.sent(&polled);
+        polled
     }
 
     fn poll_write_vectored(
@@ -120,7 +141,10 @@ impl AsyncWrite for QuickAck {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().tcp).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs);
+        this.sent(&polled);
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {
