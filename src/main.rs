@@ -2,6 +2,11 @@
 
 use clap::Parser;
 
+/// jemalloc: per-thread caches with no locks between workers, and less fragmentation
+/// than glibc's arenas under many connections (see docs/DESIGN.md, "Memory").
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() {
     let cli = levee::cli::Cli::parse();
     let code = match levee::cli::main(cli) {

@@ -40,8 +40,14 @@ where
     F: Future + 'static,
 {
     fn execute(&self, fut: F) {
-        // h2 streams run as their own tasks: keep them inside the connection's span.
-        tokio::task::spawn_local(fut.in_current_span());
+        // h2 streams run as their own tasks: inside the connection's span when it is
+        // enabled (debug level); otherwise without the wrapper and its enter/exit per poll.
+        let span = tracing::Span::current();
+        if span.is_disabled() {
+            tokio::task::spawn_local(fut);
+        } else {
+            tokio::task::spawn_local(fut.instrument(span));
+        }
     }
 }
 
@@ -67,7 +73,9 @@ where
     let watch = Rc::new(Watch::default());
     let io = Watched::new(io, Rc::clone(&watch));
     let svc_ctx = Rc::clone(&ctx);
-    let svc = service_fn(move |req| service::handle(req, Rc::clone(&svc_ctx)));
+    // Boxed: the request's future is large, and hyper moves it whole into an h2 stream's
+    // task (several copies per request); a box moves as a pointer.
+    let svc = service_fn(move |req| Box::pin(service::handle(req, Rc::clone(&svc_ctx))));
     let conn = builder.serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
     let silent = async {

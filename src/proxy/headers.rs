@@ -47,8 +47,12 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
+    // One pass over the (few) names present instead of a hashed lookup per hop-by-hop
+    // name: most heads carry none of them.
+    if headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        for name in &HOP_BY_HOP {
+            headers.remove(name);
+        }
     }
 }
 
@@ -100,7 +104,7 @@ pub fn rewrite_request(
     // make it hop-by-hop, and levee routed on it, so it is read before the strip.
     let client_host = headers.get(header::HOST).cloned();
     strip_hop_by_hop(headers);
-    if !client.trusted {
+    if !client.trusted && headers.keys().any(|k| FORWARDING.contains(&k)) {
         for name in FORWARDING {
             headers.remove(name);
         }

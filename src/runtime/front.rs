@@ -145,7 +145,9 @@ impl Front {
                 return;
             }
         };
-        let span = tracing::info_span!(
+        // At debug level: nothing inside a connection logs above debug, and an enabled span
+        // costs every connection a registry entry and an enter/exit on each poll.
+        let span = tracing::debug_span!(
             "conn",
             worker = self.worker.id,
             peer = %transport_peer,
