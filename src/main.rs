@@ -3,7 +3,7 @@
 use clap::Parser;
 
 /// jemalloc: per-thread caches with no locks between workers, and less fragmentation
-/// than glibc's arenas under many connections (see docs/DESIGN.md, "Memory").
+/// than glibc's arenas under many connections (docs/DESIGN.md, section 16).
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
