@@ -1,7 +1,8 @@
 //! No delayed-ACK stall with backends that write the response head and body in separate
 //! sends without TCP_NODELAY (Python's `http.server`, many dev servers), write the head
-//! itself in pieces, or stream a chunked body in small writes: each response completes in well under the 40 ms of a delayed ACK,
-//! on new and on reused connections, to levee and to the backend.
+//! itself in pieces, or stream a chunked body in small writes: each response completes in
+//! well under the 40 ms of a delayed ACK, on new and on reused connections, to levee and
+//! to the backend.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -12,6 +12,7 @@
 //! instructions per line, a sixth of a keep-alive request (issue 14).
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -107,9 +108,7 @@ fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
             }
         }
         IpAddr::V6(v6) => {
-            let mut text = String::new();
-            let _ = write!(text, "{v6}");
-            out.extend_from_slice(text.as_bytes());
+            let _ = write!(out, "{v6}");
         }
     }
 }
@@ -125,6 +124,13 @@ fn push_socket(out: &mut Vec<u8>, addr: SocketAddr) {
     }
     out.push(b':');
     push_int(out, u64::from(addr.port()));
+}
+
+/// `value` between double quotes, copied as it is (the caller knows it needs no escaping).
+fn push_quoted(out: &mut Vec<u8>, value: &[u8]) {
+    out.push(b'"');
+    out.extend_from_slice(value);
+    out.push(b'"');
 }
 
 /// Milliseconds with microsecond precision, as `{:?}` writes `micros / 1000.0` (shortest
@@ -241,20 +247,16 @@ impl Fields for Text<'_> {
             .bytes()
             .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
         {
-            out.push(b'"');
-            out.extend_from_slice(value.as_bytes());
-            out.push(b'"');
+            push_quoted(out, value.as_bytes());
         } else {
-            let mut quoted = String::new();
-            let _ = write!(quoted, "{value:?}");
-            out.extend_from_slice(quoted.as_bytes());
+            let _ = write!(out, "{value:?}");
         }
     }
     fn bare(&mut self, key: &str, value: impl FnOnce(&mut Vec<u8>)) {
         value(self.key(key));
     }
     fn word(&mut self, key: &str, value: &str) {
-        self.key(key).extend_from_slice(value.as_bytes());
+        self.bare(key, |out| out.extend_from_slice(value.as_bytes()));
     }
 }
 
@@ -274,9 +276,7 @@ impl Fields for Json<'_> {
         let out = self.key(key);
         // serde_json escapes only `"`, `\\` and control characters.
         if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-            out.push(b'"');
-            out.extend_from_slice(value.as_bytes());
-            out.push(b'"');
+            push_quoted(out, value.as_bytes());
         } else {
             let _ = serde_json::to_writer(out, value);
         }

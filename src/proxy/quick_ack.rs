@@ -1,4 +1,4 @@
-//! The upstream socket, ACKing what it reads at once ([`QuickAck`]).
+//! The upstream socket, ACKing what it has read at once when asked ([`QuickAck`]).
 //!
 //! The stall this prevents (issue 14): levee sends a request right after connecting or
 //! right after the previous response, so Linux puts the socket in "pingpong" (interactive)
@@ -17,8 +17,8 @@
 //! next read first sets `TCP_QUICKACK`, which sends the pending ACK then and there. A
 //! response that arrives whole (most backends) costs nothing; a head then a body costs one
 //! ACK; a body streamed in small chunks costs one per wait. Nothing is done when nothing
-//! was read since levee last sent on the socket (no ACK can be pending then). On systems without
-//! `TCP_QUICKACK` this is a plain pass-through.
+//! was read since levee last sent on the socket (no ACK can be pending then). On systems
+//! without `TCP_QUICKACK` this is a plain pass-through.
 
 use std::cell::Cell;
 use std::io;

@@ -87,14 +87,18 @@ impl<C: OnComplete + Unpin> Body for ResponseBody<C> {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Upstream { inner, pooled } => {
                 let p = Pin::new(&mut *inner).poll_frame(cx);
-                match (&p, pooled.as_ref()) {
-                    (Poll::Ready(None), Some(_)) => {
+                match &p {
+                    Poll::Ready(None) => {
                         if let Some(sender) = pooled.take() {
                             sender.release();
                         }
                     }
-                    (Poll::Pending, Some(sender)) => sender.waiting_for_body(),
-                    _ => {}
+                    Poll::Pending => {
+                        if let Some(sender) = pooled {
+                            sender.waiting_for_body();
+                        }
+                    }
+                    Poll::Ready(Some(_)) => {}
                 }
                 p
             }

@@ -168,8 +168,8 @@ pub enum SendError {
 }
 
 /// Opens a new HTTP/1.1 connection to `backend` and spawns its driver on this worker. Its
-/// socket ACKs what it reads at once (`QuickAck`: no delayed-ACK stall with backends that
-/// write head and body apart).
+/// socket ACKs what it has read when a response is waited for (`QuickAck`: no delayed-ACK
+/// stall with backends that write head and body apart).
 async fn connect(backend: SocketAddr, timeouts: &PoolTimeouts) -> Result<Conn, ProxyError> {
     let tcp = tokio::time::timeout(timeouts.connect, TcpStream::connect(backend))
         .await

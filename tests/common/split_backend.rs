@@ -5,8 +5,8 @@
 //!
 //! Paths: `/split` (head, then a 64-byte body), `/chunks` (head, then 8 chunks and the last
 //! chunk, each its own send), `/pieces` (the status line, each header line, the blank line
-//! and a 32-byte body, each its own send). `?close` answers with `Connection: close` and closes, as an
-//! HTTP/1.0 `http.server` does after every response.
+//! and a 32-byte body, each its own send). `?close` answers with `Connection: close` and
+//! closes, as an HTTP/1.0 `http.server` does after every response.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
