@@ -1,24 +1,48 @@
 //! One downstream connection's HTTP serving, once the front (`runtime::front`) has let it in
 //! and finished its TLS handshake: hyper's HTTP/1.1 or h2 server (chosen by ALPN) with the
 //! listener's limits, the idle timeout, and the graceful wind-down on drain.
+//!
+//! **Parking idle HTTP/1 connections.** hyper keeps an HTTP/1 connection's read buffer
+//! (8 KiB), write buffer (8 KiB) and parser state for as long as the connection lives,
+//! and no setting releases them between requests. A keep-alive connection that has been
+//! between requests for [`PARK_AFTER`] is therefore parked: hyper's connection is wound
+//! down without touching the socket (`graceful_shutdown` while idle, then `into_parts`),
+//! and the task holds only the TLS stream and the connection's context until the socket
+//! is readable again, when a new hyper connection takes over (with any bytes hyper had
+//! read past the last request put back in front, `Prefixed`). Busy connections are never
+//! parked: one timer wake per `PARK_AFTER` checks them. HTTP/2 connections are not parked
+//! (their HPACK tables and settings are connection state).
 
-use std::future::Future;
+use std::convert::Infallible;
+use std::future::{Future, poll_fn};
+use std::io;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
-use hyper::service::service_fn;
+use bytes::{Bytes, BytesMut};
+use hyper::Request;
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug};
 
 use super::context::ConnCtx;
-use super::service;
+use super::prefixed::Prefixed;
+use super::service::{self, ProxyResponse};
 use super::watch::{self, Watch, Watched};
 use crate::config::HttpLimits;
 
 /// Smallest read buffer hyper accepts for HTTP/1 heads.
 const MIN_HEADER_BUF: usize = 8192;
+
+/// How long an HTTP/1 keep-alive connection is between requests before it is parked.
+pub const PARK_AFTER: Duration = Duration::from_secs(1);
 
 /// How HTTP is spoken on a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +53,32 @@ pub enum HttpVersion {
     H2,
     /// TLS without ALPN `h2`: HTTP/1.1.
     Http1,
+}
+
+/// A client stream whose socket can be waited on while the connection is parked.
+pub trait ClientStream: AsyncRead + AsyncWrite + Unpin + 'static {
+    /// Resolves once the socket has bytes to read (or has closed, or failed).
+    fn readable(&self) -> impl Future<Output = io::Result<()>>;
+}
+
+/// Waits for a byte (or the end) to arrive, without taking it. A peek, not `readable()`:
+/// readiness left set by the last read (which need not have drained the socket) would end
+/// the wait at once.
+async fn byte_waiting(tcp: &TcpStream) -> io::Result<()> {
+    let mut byte = [0u8; 1];
+    tcp.peek(&mut byte).await.map(drop)
+}
+
+impl ClientStream for TcpStream {
+    fn readable(&self) -> impl Future<Output = io::Result<()>> {
+        byte_waiting(self)
+    }
+}
+
+impl ClientStream for tokio_rustls::server::TlsStream<TcpStream> {
+    fn readable(&self) -> impl Future<Output = io::Result<()>> {
+        byte_waiting(self.get_ref().0)
+    }
 }
 
 /// Spawns hyper's per-stream h2 tasks on this worker's `LocalSet`.
@@ -56,50 +106,109 @@ where
 /// the connection closes (HTTP/1 after its response, h2 by GOAWAY). Closed at once when a
 /// connection sends neither an h2 preface nor a request within `header_timeout` (HTTP/1
 /// over TLS has hyper's own deadline for that), or when a write to it makes no progress for
-/// `send_timeout` (counted): see `watch`.
-pub async fn serve<I>(io: I, version: HttpVersion, ctx: Rc<ConnCtx>, drain: CancellationToken)
-where
-    I: AsyncRead + AsyncWrite + Unpin + 'static,
-{
-    let builder = http_builder(&ctx.listener.http);
-    let builder = match version {
-        HttpVersion::Detect => builder,
-        HttpVersion::H2 => builder.http2_only(),
-        HttpVersion::Http1 => builder.http1_only(),
-    };
-    let limits = &ctx.listener.http;
-    let (idle_timeout, header_timeout) = (limits.idle_timeout, limits.header_timeout);
-    let send_timeout = limits.send_timeout;
+/// `send_timeout` (counted): see `watch`. HTTP/1 over TLS parks between requests (see the
+/// module docs).
+pub fn serve<I: ClientStream>(
+    io: I,
+    version: HttpVersion,
+    ctx: Rc<ConnCtx>,
+    drain: CancellationToken,
+) -> impl Future<Output = ()> {
+    // Each hyper connection is boxed, and so is the stream (before the future is made, so
+    // the future holds a pointer): the task then holds only the parts it needs now (a
+    // parked stream, or h1 without h2's state), not the largest of them inline, and moves
+    // of the stream are moves of a pointer.
     let watch = Rc::new(Watch::default());
-    let io = Watched::new(io, Rc::clone(&watch));
-    let svc_ctx = Rc::clone(&ctx);
-    // Boxed: the request's future is large, and hyper moves it whole into an h2 stream's
-    // task (several copies per request); a box moves as a pointer.
-    let svc = service_fn(move |req| Box::pin(service::handle(req, Rc::clone(&svc_ctx))));
-    let conn = builder.serve_connection(TokioIo::new(io), svc);
-    tokio::pin!(conn);
-    let silent = async {
-        if version == HttpVersion::Http1 {
-            std::future::pending::<()>().await;
+    let io = Box::new(Watched::new(io, Rc::clone(&watch)));
+    async move {
+        let limits = &ctx.listener.http;
+        match version {
+            HttpVersion::Http1 => Box::pin(serve_http1(io, &watch, &ctx, &drain)).await,
+            HttpVersion::H2 => {
+                let conn = http2_builder(limits).serve_connection(TokioIo::new(io), service(&ctx));
+                drive(Box::pin(conn), &watch, &ctx, &drain).await;
+            }
+            HttpVersion::Detect => {
+                let builder = Box::new(auto_builder(limits));
+                let conn = builder.serve_connection(TokioIo::new(io), service(&ctx));
+                drive(Box::pin(conn), &watch, &ctx, &drain).await;
+            }
         }
-        watch::silent(&watch, &ctx.idle, header_timeout).await;
-    };
+    }
+}
+
+/// The request handler of a connection, as a hyper service.
+#[derive(Debug, Clone)]
+struct Handler(Rc<ConnCtx>);
+
+/// A request's future, boxed: it is large, and hyper moves it whole into an h2 stream's
+/// task (several copies per request); a box moves as a pointer.
+type Handling = Pin<Box<dyn Future<Output = Result<ProxyResponse, Infallible>>>>;
+
+impl hyper::service::Service<Request<Incoming>> for Handler {
+    type Response = ProxyResponse;
+    type Error = Infallible;
+    type Future = Handling;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        Box::pin(service::handle(req, Rc::clone(&self.0)))
+    }
+}
+
+/// The handler of `ctx`'s requests.
+fn service(ctx: &Rc<ConnCtx>) -> Handler {
+    Handler(Rc::clone(ctx))
+}
+
+/// A hyper connection that can be wound down gracefully (h2, or auto-detected).
+trait Graceful: Future<Output = Result<(), Self::Error>> {
+    /// The connection's error.
+    type Error: std::fmt::Display;
+    /// Finishes what is in flight, then ends.
+    fn graceful(self: Pin<&mut Self>);
+}
+
+impl<I: ClientStream> Graceful for http2::Connection<TokioIo<Box<Watched<I>>>, Handler, LocalExec> {
+    type Error = hyper::Error;
+    fn graceful(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I: ClientStream> Graceful
+    for auto::Connection<'_, TokioIo<Box<Watched<I>>>, Handler, LocalExec>
+{
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    fn graceful(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+/// Runs an h2 or auto-detected connection to its end, with the listener's deadlines.
+async fn drive<C: Graceful>(
+    mut conn: Pin<Box<C>>,
+    watch: &Watch,
+    ctx: &ConnCtx,
+    drain: &CancellationToken,
+) {
+    let limits = &ctx.listener.http;
+    let silent = watch::silent(watch, &ctx.idle, limits.header_timeout);
     let result = tokio::select! {
         r = conn.as_mut() => r,
         _ = drain.cancelled() => {
-            conn.as_mut().graceful_shutdown();
+            conn.as_mut().graceful();
             conn.await
         }
-        _ = ctx.idle.expired(idle_timeout) => {
+        _ = ctx.idle.expired(limits.idle_timeout) => {
             debug!("closing idle connection");
-            conn.as_mut().graceful_shutdown();
+            conn.as_mut().graceful();
             conn.await
         }
         _ = silent => {
             debug!("closing a connection that sent no request within header_timeout");
             return;
         }
-        _ = watch::stalled(&watch, send_timeout) => {
+        _ = watch::stalled(watch, limits.send_timeout) => {
             debug!("closing a connection that stopped reading: send_timeout");
             ctx.http.shard.send_timed_out();
             return;
@@ -110,8 +219,174 @@ where
     }
 }
 
-/// The hyper server settings for a listener's limits.
-fn http_builder(limits: &HttpLimits) -> auto::Builder<LocalExec> {
+/// HTTP/1.1 over TLS, parked between requests (module docs): one hyper connection per
+/// busy spell, the stream and its context kept across them. While parked, this future
+/// holds only the stream: each busy spell is boxed, and freed when it ends.
+async fn serve_http1<I: ClientStream>(
+    io: Box<Watched<I>>,
+    watch: &Watch,
+    ctx: &Rc<ConnCtx>,
+    drain: &CancellationToken,
+) {
+    let limits = &ctx.listener.http;
+    let builder = http1_builder(limits);
+    let (mut io, mut leftover) = (io, Bytes::new());
+    loop {
+        let spell = Box::pin(busy_spell(&builder, io, leftover, watch, ctx, drain));
+        (io, leftover) = match spell.await {
+            Spell::Gone => return,
+            Spell::Closing(mut io) => return close(&mut io, limits.send_timeout).await,
+            Spell::Parking(io, leftover) => (io, leftover),
+        };
+        if !leftover.is_empty() {
+            // Part of a next request was read: serve it now, and do not park again before
+            // it has begun (its head still meets `header_timeout`).
+            ctx.idle.decline_park();
+            continue;
+        }
+        // Parked: hyper's buffers and state are gone until the client sends again.
+        let woke = tokio::select! {
+            r = io.get_ref().readable() => r.is_ok(),
+            _ = drain.cancelled() => false,
+            _ = ctx.idle.expired(limits.idle_timeout) => {
+                debug!("closing idle connection");
+                false
+            }
+        };
+        if !woke {
+            return close(&mut io, limits.send_timeout).await;
+        }
+        // Not again before the request that woke it has begun.
+        ctx.idle.decline_park();
+    }
+}
+
+/// How a busy spell of an HTTP/1 connection ended.
+enum Spell<I> {
+    /// Over (client gone, error, or send stall): the stream is dropped.
+    Gone,
+    /// Over, the stream to be closed cleanly (the client or levee ended it between
+    /// requests, or `Connection: close`).
+    Closing(Box<Watched<I>>),
+    /// Between requests for `PARK_AFTER`: park the stream, with any bytes hyper read past
+    /// the last request.
+    Parking(Box<Watched<I>>, Bytes),
+}
+
+/// One hyper connection on the stream, from `leftover` on, until it ends or parks.
+async fn busy_spell<I: ClientStream>(
+    builder: &http1::Builder,
+    io: Box<Watched<I>>,
+    leftover: Bytes,
+    watch: &Watch,
+    ctx: &Rc<ConnCtx>,
+    drain: &CancellationToken,
+) -> Spell<I> {
+    let limits = &ctx.listener.http;
+    let stream = TokioIo::new(Prefixed::new(leftover, io));
+    let mut conn = Box::new(builder.serve_connection(stream, service(ctx)));
+    let mut parking = false;
+    let result = tokio::select! {
+        r = poll_fn(|cx| conn.poll_without_shutdown(cx)) => r,
+        _ = drain.cancelled() => wind_down(&mut conn).await,
+        _ = ctx.idle.expired(limits.idle_timeout) => {
+            debug!("closing idle connection");
+            wind_down(&mut conn).await
+        }
+        _ = ctx.idle.parkable(PARK_AFTER, || watch.quiet()) => {
+            parking = true;
+            wind_down(&mut conn).await
+        }
+        _ = watch::stalled(watch, limits.send_timeout) => {
+            debug!("closing a connection that stopped reading: send_timeout");
+            ctx.http.shard.send_timed_out();
+            return Spell::Gone;
+        }
+    };
+    if let Err(e) = result {
+        debug!(error = %e, "connection ended with an error");
+        return Spell::Gone;
+    }
+    let parts = conn.into_parts();
+    let (rest, io) = parts.io.into_inner().into_parts();
+    if parking && !drain.is_cancelled() {
+        Spell::Parking(io, joined(parts.read_buf, rest))
+    } else {
+        Spell::Closing(io)
+    }
+}
+
+/// Asks an HTTP/1 connection to finish (at once when it is between requests; after the
+/// response in flight otherwise) and runs it to its end, leaving the socket open.
+async fn wind_down<C>(conn: &mut Box<C>) -> hyper::Result<()>
+where
+    C: Http1Conn,
+{
+    conn.graceful();
+    poll_fn(|cx| conn.poll_done(cx)).await
+}
+
+/// What `wind_down` needs of hyper's HTTP/1 connection.
+trait Http1Conn {
+    /// `graceful_shutdown`.
+    fn graceful(&mut self);
+    /// `poll_without_shutdown`.
+    fn poll_done(&mut self, cx: &mut Context<'_>) -> Poll<hyper::Result<()>>;
+}
+
+impl<I: ClientStream> Http1Conn for http1::Connection<TokioIo<Prefixed<Box<Watched<I>>>>, Handler> {
+    fn graceful(&mut self) {
+        Pin::new(self).graceful_shutdown();
+    }
+
+    fn poll_done(&mut self, cx: &mut Context<'_>) -> Poll<hyper::Result<()>> {
+        self.poll_without_shutdown(cx)
+    }
+}
+
+/// Bytes hyper had read and not used, then the part of the put-back prefix it had not
+/// read (both empty but in the rarest cases).
+fn joined(read: Bytes, rest: Bytes) -> Bytes {
+    if rest.is_empty() {
+        return read;
+    }
+    if read.is_empty() {
+        return rest;
+    }
+    let mut all = BytesMut::with_capacity(read.len() + rest.len());
+    all.extend_from_slice(&read);
+    all.extend_from_slice(&rest);
+    all.freeze()
+}
+
+/// Closes the stream cleanly (TLS close_notify, then FIN), within `limit`.
+async fn close<I: ClientStream>(io: &mut Watched<I>, limit: Duration) {
+    let _ = tokio::time::timeout(limit, io.shutdown()).await;
+}
+
+/// hyper's HTTP/1 server settings for a listener's limits.
+fn http1_builder(limits: &HttpLimits) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes.max(MIN_HEADER_BUF));
+    builder
+}
+
+/// hyper's h2 server settings for a listener's limits.
+fn http2_builder(limits: &HttpLimits) -> http2::Builder<LocalExec> {
+    let mut builder = http2::Builder::new(LocalExec);
+    builder
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(Some(limits.idle_timeout))
+        .keep_alive_timeout(limits.header_timeout);
+    builder
+}
+
+/// The auto-detecting (HTTP/1.1 or h2 prior knowledge) server for a plain listener.
+fn auto_builder(limits: &HttpLimits) -> auto::Builder<LocalExec> {
     let mut builder = auto::Builder::new(LocalExec);
     builder
         .http1()

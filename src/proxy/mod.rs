@@ -13,6 +13,7 @@ pub mod error;
 pub mod headers;
 pub mod idle;
 pub mod pool_stats;
+pub mod prefixed;
 pub mod quick_ack;
 pub mod request_body;
 pub mod request_id;

@@ -31,6 +31,8 @@ pub struct RequestBody {
     seen: Rc<Cell<u64>>,
     /// `[admission] min_upload_rate`, when set.
     rate: Option<MinUploadRate>,
+    /// Cleared once the body has arrived whole (`IdleTracker::body_open`).
+    open: Option<Rc<Cell<bool>>>,
 }
 
 /// A request body's minimum-rate clock, and where a body cut by it is counted.
@@ -53,6 +55,20 @@ impl RequestBody {
             limit,
             seen,
             rate: None,
+            open: None,
+        }
+    }
+
+    /// Clears `open` once the whole body has arrived.
+    pub fn with_open_flag(mut self, open: Rc<Cell<bool>>) -> Self {
+        self.open = Some(open);
+        self
+    }
+
+    /// The body has arrived whole.
+    fn arrived(&mut self) {
+        if let Some(open) = self.open.take() {
+            open.set(false);
         }
     }
 
@@ -69,6 +85,7 @@ impl RequestBody {
             limit: 0,
             seen,
             rate: None,
+            open: None,
         }
     }
 }
@@ -88,7 +105,10 @@ impl Body for RequestBody {
         let frame = match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => frame,
             Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(Box::new(e)))),
-            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Ready(None) => {
+                this.arrived();
+                return Poll::Ready(None);
+            }
             Poll::Pending => {
                 if let Some(min) = this.rate.as_mut()
                     && let Poll::Ready(slow) = min.rate.poll_behind(cx)
@@ -103,6 +123,9 @@ impl Body for RequestBody {
         };
         if let (Some(data), Some(min)) = (frame.data_ref(), this.rate.as_mut()) {
             min.rate.received(data.len() as u64);
+        }
+        if this.inner.as_ref().is_some_and(Incoming::is_end_stream) {
+            this.arrived();
         }
         if let Some(data) = frame.data_ref() {
             let total = self.seen.get() + data.len() as u64;

@@ -175,7 +175,7 @@ pub async fn handle(
     req: Request<Incoming>,
     conn: Rc<ConnCtx>,
 ) -> Result<Response<ResponseBody<RequestRecord>>, Infallible> {
-    conn.idle.begin();
+    conn.idle.begin(!req.body().is_end_stream());
     let snapshot = conn.routing_snapshot();
     let record = RequestRecord::new(&conn, &snapshot, &req);
     let (req, mut record, pool_id) = match prepare(req, &conn, &snapshot, record) {
@@ -274,8 +274,9 @@ fn outbound(
             country: tag.country,
         });
     let max_body = conn.listener_in(snapshot).http.max_body_bytes;
-    let body =
-        RequestBody::new(body, max_body, Rc::clone(&record.bytes_in)).with_min_rate(min_rate);
+    let body = RequestBody::new(body, max_body, Rc::clone(&record.bytes_in))
+        .with_min_rate(min_rate)
+        .with_open_flag(conn.idle.body_open());
     pool.budget.deposit(&pool.policy.retry);
     (Request::from_parts(parts, body), replay)
 }

@@ -60,6 +60,11 @@ impl Watch {
         }
     }
 
+    /// Whether no write is waiting.
+    pub fn quiet(&self) -> bool {
+        self.stalled_since.get().is_none()
+    }
+
     /// Notes how a write-side poll ended.
     fn note<T>(&self, polled: &Poll<io::Result<T>>, progressed: impl Fn(&T) -> bool) {
         match polled {
@@ -81,6 +86,11 @@ impl<I> Watched<I> {
     /// Wraps `inner`; `watch` receives what is seen.
     pub fn new(inner: I, watch: Rc<Watch>) -> Self {
         Self { inner, watch }
+    }
+
+    /// The stream inside.
+    pub fn get_ref(&self) -> &I {
+        &self.inner
     }
 }
 
@@ -196,7 +206,7 @@ mod tests {
         assert!(waited.await.is_err());
         // No bytes, but a request began: never silent either.
         let quiet = Watch::default();
-        idle.begin();
+        idle.begin(false);
         let waited = tokio::time::timeout(Duration::from_secs(60), silent(&quiet, &idle, deadline));
         assert!(waited.await.is_err());
     }

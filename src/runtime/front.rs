@@ -362,7 +362,7 @@ fn handshake_then_http(
             return;
         };
         let Some(tls_settings) = &listener.tls else {
-            proxy::serve(tcp, HttpVersion::Detect, ctx, drain).await;
+            Box::pin(proxy::serve(tcp, HttpVersion::Detect, ctx, drain)).await;
             return drop((admitted, open));
         };
         if gate_refuses(&worker, arrival, &admitted, country) {
@@ -370,7 +370,11 @@ fn handshake_then_http(
         }
         let config = Arc::clone(&tls_settings.server_config);
         let deadline = tls_settings.handshake_timeout;
-        let handshake = handshake(tcp, config, deadline, arrival, &admitted, country, &worker);
+        // The handshake and the HTTP serving are boxed: each is large, and inline the
+        // connection's task would keep the size of both for as long as it lives.
+        let handshake = Box::pin(handshake(
+            tcp, config, deadline, arrival, &admitted, country, &worker,
+        ));
         let accepted = tokio::select! {
             r = handshake => r,
             _ = drain.cancelled() => return,
@@ -395,7 +399,7 @@ fn handshake_then_http(
         } else {
             HttpVersion::Http1
         };
-        proxy::serve(outcome.stream, version, ctx, drain).await;
+        Box::pin(proxy::serve(outcome.stream, version, ctx, drain)).await;
         drop((admitted, open));
     }
 }
@@ -412,7 +416,7 @@ async fn handshake(
     admitted: &Admitted,
     country: CountryIdx,
     worker: &WorkerCtx,
-) -> Result<tls::HandshakeOutcome, HandshakeError> {
+) -> Result<Box<tls::HandshakeOutcome>, HandshakeError> {
     let settings = &arrival.snapshot.admission;
     let limits = settings.gate_limits();
     let classify = limits.in_flight.is_some() && !admitted.allowlisted;
@@ -438,7 +442,11 @@ async fn handshake(
             LateCap::Refuse => Err(RejectReason::AutoCapQueued),
         }
     };
-    tls::accept_tls_gated(tcp, config, deadline, classify, slot).await
+    // Boxed: the outcome holds the TLS stream, and the caller's future would otherwise keep
+    // a slot of that size for it as long as the connection lives.
+    tls::accept_tls_gated(tcp, config, deadline, classify, slot)
+        .await
+        .map(Box::new)
 }
 
 /// Holds a connection tarpitted in the accept loop for `tarpit_delay` (or until `drain`),
