@@ -33,6 +33,18 @@ fn stdout_of(path: &std::path::Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
+/// The child's stdout once it contains `text` (or after 10 s, whatever it holds then).
+async fn stdout_with(path: &std::path::Path, text: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = stdout_of(path);
+        if out.contains(text) || Instant::now() >= deadline {
+            return out;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits (bounded) until `admin`'s `/pools` mentions `text`.
 async fn pools_mention(admin: SocketAddr, text: &str) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -66,7 +78,9 @@ async fn demo_reloads_its_written_config_and_logs_requests() {
     let mut child = ChildGuard::new(child, stderr_path);
     wait_accepting(&mut child, listen).await.unwrap();
 
-    let banner = stdout_of(&stdout_path);
+    // The banner is printed once the listeners are up: it may come just after the port
+    // accepts.
+    let banner = stdout_with(&stdout_path, "config:").await;
     let config_line = banner
         .lines()
         .find_map(|l| l.strip_prefix("config:"))

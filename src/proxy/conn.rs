@@ -123,7 +123,7 @@ pub fn serve<I: ClientStream>(
     async move {
         let limits = &ctx.listener.http;
         match version {
-            HttpVersion::Http1 => Box::pin(serve_http1(io, &watch, &ctx, &drain)).await,
+            HttpVersion::Http1 => serve_http1(io, &watch, &ctx, &drain).await,
             HttpVersion::H2 => {
                 let conn = http2_builder(limits).serve_connection(TokioIo::new(io), service(&ctx));
                 drive(Box::pin(conn), &watch, &ctx, &drain).await;

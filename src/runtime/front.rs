@@ -399,7 +399,9 @@ fn handshake_then_http(
         } else {
             HttpVersion::Http1
         };
-        Box::pin(proxy::serve(outcome.stream, version, ctx, drain)).await;
+        // Out of its box now: a field moved out would keep the box until the end of scope.
+        let stream = outcome.into_stream();
+        Box::pin(proxy::serve(stream, version, ctx, drain)).await;
         drop((admitted, open));
     }
 }

@@ -36,6 +36,11 @@ impl HandshakeOutcome {
     pub fn sni(&self) -> Option<&str> {
         self.stream.get_ref().1.server_name()
     }
+
+    /// The stream, out of a boxed outcome (the box freed).
+    pub fn into_stream(self: Box<Self>) -> TlsStream<TcpStream> {
+        self.stream
+    }
 }
 
 /// Why a handshake did not complete.
