@@ -38,6 +38,10 @@ pub struct AckRequest {
     unacked: Cell<bool>,
     /// The socket's reader, parked on a read that had nothing yet.
     reader: Cell<Option<Waker>>,
+    /// Reads that returned bytes, counted: a response head's waiter compares against it.
+    reads: Cell<u64>,
+    /// A response head's waiter, woken by the next read that returns bytes.
+    head_waiter: Cell<Option<Waker>>,
 }
 
 impl std::fmt::Debug for AckRequest {
@@ -60,6 +64,33 @@ impl AckRequest {
         self.wanted.set(true);
         if let Some(reader) = self.reader.take() {
             reader.wake();
+        }
+    }
+
+    /// How many reads have returned bytes so far.
+    pub fn reads(&self) -> u64 {
+        self.reads.get()
+    }
+
+    /// Resolves once a read has returned bytes after the first `seen` did: part of a
+    /// response has arrived.
+    pub async fn bytes_after(&self, seen: u64) {
+        std::future::poll_fn(|cx| {
+            if self.reads.get() != seen {
+                return Poll::Ready(());
+            }
+            self.head_waiter.set(Some(cx.waker().clone()));
+            Poll::Pending
+        })
+        .await;
+    }
+
+    /// A read returned bytes.
+    fn read_bytes(&self) {
+        self.unacked.set(true);
+        self.reads.set(self.reads.get() + 1);
+        if let Some(waiter) = self.head_waiter.take() {
+            waiter.wake();
         }
     }
 
@@ -117,7 +148,7 @@ impl AsyncRead for QuickAck {
         let polled = Pin::new(&mut this.tcp).poll_read(cx, buf);
         match polled {
             Poll::Pending => this.ack.park(cx.waker()),
-            Poll::Ready(Ok(())) if buf.filled().len() > before => this.ack.unacked.set(true),
+            Poll::Ready(Ok(())) if buf.filled().len() > before => this.ack.read_bytes(),
             Poll::Ready(_) => {}
         }
         polled
@@ -157,5 +188,41 @@ impl AsyncWrite for QuickAck {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may panic
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_head_waiter_wakes_only_at_bytes_read_after_it_began() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let (mut peer, _) = listener.accept().await.unwrap();
+        let ack = Rc::new(AckRequest::default());
+        let mut stream = QuickAck::new(tcp, Rc::clone(&ack));
+        // A first exchange: its bytes were read before the wait begins.
+        peer.write_all(b"old").await.unwrap();
+        let mut buf = [0u8; 8];
+        let n = stream.read(&mut buf).await.unwrap();
+        assert_eq!(n, 3);
+        let seen = ack.reads();
+        let early = tokio::time::timeout(Duration::from_millis(50), ack.bytes_after(seen));
+        assert!(early.await.is_err(), "woke without new bytes");
+        // New bytes: the waiter resolves once the socket's reader has read them.
+        peer.write_all(b"new").await.unwrap();
+        let (read, woke) = tokio::join!(stream.read(&mut buf), ack.bytes_after(seen));
+        assert_eq!((read.unwrap(), woke), (3, ()));
+        assert!(ack.unacked.get(), "bytes read since the last send");
+        stream.write_all(b"x").await.unwrap();
+        assert!(!ack.unacked.get(), "a send carries the ACK");
     }
 }

@@ -196,13 +196,20 @@ const HEAD_ACK_FIRST: Duration = Duration::from_millis(2);
 /// Longest wait between two such ACKs (the delayed-ACK timer itself is 40 ms).
 const HEAD_ACK_LAST: Duration = Duration::from_millis(16);
 
-/// Waits for a response head; while it is slow to come, ACKs what the socket has read
-/// 2, 6, 14, 30, 46... ms into the wait (when some of it was read by then), so a backend
+/// Waits for a response head; once part of it has been read and the rest is slow to come,
+/// ACKs what the socket has read 2, 6, 14, 30, 46... ms after that first part, so a backend
 /// that writes its head in pieces apart (Nagle holding the rest for the ACK of the first)
-/// is not held for the delayed-ACK timer either. A head that comes within 2 ms costs
-/// nothing but the timer; a slow one with nothing read yet, a wake-up per step.
+/// is not held for the delayed-ACK timer either. No timer is armed before a first part
+/// arrives: a head read whole (the usual case) costs none, where a timer per request had
+/// cost an eventfd write to the runtime's driver (a new earliest deadline unparks it).
 async fn head_acked<F: Future>(head: F, ack: &AckRequest) -> F::Output {
     tokio::pin!(head);
+    let seen = ack.reads();
+    tokio::select! {
+        biased;
+        out = &mut head => return out,
+        () = ack.bytes_after(seen) => {}
+    }
     let mut wait = HEAD_ACK_FIRST;
     loop {
         tokio::select! {
