@@ -102,6 +102,13 @@ async fn fill<S: AsyncRead + Unpin>(stream: &mut S, pending: &mut Vec<u8>) {
     pending.extend_from_slice(&chunk[..n]);
 }
 
+/// Waits past the park delay, then a GET on the same connection must be answered.
+async fn get_after_park<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, pending: &mut Vec<u8>) {
+    tokio::time::sleep(PARKED).await;
+    send(stream, GET).await;
+    assert_eq!(response(stream, pending).await, (200, B1.to_vec()));
+}
+
 async fn send<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) {
     stream.write_all(bytes).await.unwrap();
     stream.flush().await.unwrap();
@@ -139,9 +146,7 @@ async fn a_request_body_then_a_park_then_the_next_request() {
         "{:?}",
         String::from_utf8_lossy(&body)
     );
-    tokio::time::sleep(PARKED).await;
-    send(&mut tls, GET).await;
-    assert_eq!(response(&mut tls, &mut pending).await, (200, B1.to_vec()));
+    get_after_park(&mut tls, &mut pending).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,9 +163,7 @@ async fn a_head_in_two_parts_across_the_park_is_served() {
     send(&mut tls, b"st: park.test\r\n\r\n").await;
     assert_eq!(response(&mut tls, &mut pending).await, (200, B1.to_vec()));
     // And it parks and serves again after that.
-    tokio::time::sleep(PARKED).await;
-    send(&mut tls, GET).await;
-    assert_eq!(response(&mut tls, &mut pending).await, (200, B1.to_vec()));
+    get_after_park(&mut tls, &mut pending).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,7 +18,6 @@ use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -284,7 +283,8 @@ async fn busy_spell<I: ClientStream>(
 ) -> Spell<I> {
     let limits = &ctx.listener.http;
     let stream = TokioIo::new(Prefixed::new(leftover, io));
-    let mut conn = Box::new(builder.serve_connection(stream, service(ctx)));
+    let mut conn: Box<Http1Connection<I>> =
+        Box::new(builder.serve_connection(stream, service(ctx)));
     let mut parking = false;
     let result = tokio::select! {
         r = poll_fn(|cx| conn.poll_without_shutdown(cx)) => r,
@@ -316,32 +316,14 @@ async fn busy_spell<I: ClientStream>(
     }
 }
 
+/// hyper's HTTP/1 connection on a client stream.
+type Http1Connection<I> = http1::Connection<TokioIo<Prefixed<Box<Watched<I>>>>, Handler>;
+
 /// Asks an HTTP/1 connection to finish (at once when it is between requests; after the
 /// response in flight otherwise) and runs it to its end, leaving the socket open.
-async fn wind_down<C>(conn: &mut Box<C>) -> hyper::Result<()>
-where
-    C: Http1Conn,
-{
-    conn.graceful();
-    poll_fn(|cx| conn.poll_done(cx)).await
-}
-
-/// What `wind_down` needs of hyper's HTTP/1 connection.
-trait Http1Conn {
-    /// `graceful_shutdown`.
-    fn graceful(&mut self);
-    /// `poll_without_shutdown`.
-    fn poll_done(&mut self, cx: &mut Context<'_>) -> Poll<hyper::Result<()>>;
-}
-
-impl<I: ClientStream> Http1Conn for http1::Connection<TokioIo<Prefixed<Box<Watched<I>>>>, Handler> {
-    fn graceful(&mut self) {
-        Pin::new(self).graceful_shutdown();
-    }
-
-    fn poll_done(&mut self, cx: &mut Context<'_>) -> Poll<hyper::Result<()>> {
-        self.poll_without_shutdown(cx)
-    }
+async fn wind_down<I: ClientStream>(conn: &mut Http1Connection<I>) -> hyper::Result<()> {
+    Pin::new(&mut *conn).graceful_shutdown();
+    poll_fn(|cx| conn.poll_without_shutdown(cx)).await
 }
 
 /// Bytes hyper had read and not used, then the part of the put-back prefix it had not

@@ -274,9 +274,12 @@ fn outbound(
             country: tag.country,
         });
     let max_body = conn.listener_in(snapshot).http.max_body_bytes;
-    let body = RequestBody::new(body, max_body, Rc::clone(&record.bytes_in))
-        .with_min_rate(min_rate)
-        .with_open_flag(conn.idle.body_open());
+    let mut body =
+        RequestBody::new(body, max_body, Rc::clone(&record.bytes_in)).with_min_rate(min_rate);
+    if !body.is_end_stream() {
+        // Only a body still to come keeps the connection from parking (`IdleTracker`).
+        body = body.with_open_flag(conn.idle.body_open());
+    }
     pool.budget.deposit(&pool.policy.retry);
     (Request::from_parts(parts, body), replay)
 }
