@@ -8,7 +8,9 @@ use super::semantics::without_userinfo;
 use crate::geo::{ClientTag, GeoSettings};
 
 /// Headers that describe one hop and never travel further (RFC 9110 §7.6.1, plus legacy ones).
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// `Connection` first (`strip_hop_by_hop` relies on it). A `static`: a `const` array would be
+/// built anew at every use.
+static HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -35,25 +37,50 @@ const FORWARDING: [&HeaderName; 5] = [
 ];
 
 /// Removes hop-by-hop headers, including every header named in `Connection`.
+///
+/// One pass over the (few) names present finds which hop-by-hop names are there; only those
+/// are removed (a hashed removal per absent name cost ~1,500 instructions per request, with
+/// `Connection: keep-alive` on nearly every backend response). `Connection` tokens that
+/// name a hop-by-hop header anyway, or are `close`, allocate nothing.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.contains_key(header::CONNECTION) {
+    let mut present = 0u8;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present |= 1 << i;
+        }
+    }
+    if present == 0 {
+        return;
+    }
+    // `HOP_BY_HOP[0]` is `Connection`.
+    if present & 1 != 0 {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
             .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim_ascii()).ok())
+            .map(<[u8]>::trim_ascii)
+            .filter(|t| !removed_anyway(t))
+            .filter_map(|t| HeaderName::from_bytes(t).ok())
             .collect();
         for name in named {
             headers.remove(name);
         }
     }
-    // One pass over the (few) names present instead of a hashed lookup per hop-by-hop
-    // name: most heads carry none of them.
-    if headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
-        for name in &HOP_BY_HOP {
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
             headers.remove(name);
         }
     }
+}
+
+/// Whether a `Connection` token needs no removal of its own: empty, `close`, or the name of
+/// a header removed as hop-by-hop in any case.
+fn removed_anyway(token: &[u8]) -> bool {
+    token.is_empty()
+        || token.eq_ignore_ascii_case(b"close")
+        || HOP_BY_HOP
+            .iter()
+            .any(|h| token.eq_ignore_ascii_case(h.as_str().as_bytes()))
 }
 
 /// The `Via` value for a request received with `version`.
@@ -262,6 +289,30 @@ mod tests {
         assert_eq!(p.headers["x-forwarded-for"], "10.0.0.9");
         assert_eq!(p.headers["via"], "1.1 levee");
         assert_eq!(p.uri, "/a?b");
+    }
+
+    #[test]
+    fn connection_tokens_are_matched_without_case_and_only_present_names_go() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_static("Close, X-Trace"),
+        );
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_static(" Keep-Alive ,,TE"),
+        );
+        h.insert("x-trace", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("13"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert_eq!(h[header::CONTENT_LENGTH], "13");
+        // Nothing hop-by-hop: untouched.
+        let mut plain = HeaderMap::new();
+        plain.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        strip_hop_by_hop(&mut plain);
+        assert_eq!(plain.len(), 1);
     }
 
     #[test]
