@@ -100,17 +100,42 @@ fn push_int(out: &mut Vec<u8>, value: u64) {
 fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
+            // Spelled into a stack buffer and copied once: seven small copies into the line
+            // cost ~240 instructions an address, three addresses a line.
+            let mut text = [0u8; 15];
+            let mut len = 0;
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.push(b'.');
+                    text[len] = b'.';
+                    len += 1;
                 }
-                push_int(out, u64::from(octet));
+                len += spell_octet(&mut text[len..], octet);
             }
+            out.extend_from_slice(&text[..len]);
         }
         IpAddr::V6(v6) => {
             let _ = write!(out, "{v6}");
         }
     }
+}
+
+/// `octet` in decimal at the start of `to` (at least 3 bytes long); the digits written.
+fn spell_octet(to: &mut [u8], octet: u8) -> usize {
+    let digits = [
+        b'0' + octet / 100,
+        b'0' + octet / 10 % 10,
+        b'0' + octet % 10,
+    ];
+    let skip = if octet >= 100 {
+        0
+    } else if octet >= 10 {
+        1
+    } else {
+        2
+    };
+    let len = 3 - skip;
+    to[..len].copy_from_slice(&digits[skip..]);
+    len
 }
 
 /// A socket address as `Display` writes it: `ip:port`, `[ip6]:port`.
@@ -401,13 +426,21 @@ mod tests {
 
     #[test]
     fn addresses_are_written_as_display_writes_them() {
-        let addrs: [SocketAddr; 5] = [
+        let addrs: [SocketAddr; 7] = [
             "0.0.0.0:0".parse().unwrap(),
+            "10.0.99.100:8080".parse().unwrap(),
+            "1.22.133.9:1".parse().unwrap(),
             "203.0.113.255:65535".parse().unwrap(),
             "[::1]:443".parse().unwrap(),
             "[2001:db8::8:800:200c:417a]:8080".parse().unwrap(),
             "[::ffff:192.0.2.1]:80".parse().unwrap(),
         ];
+        for octet in 0..=255u8 {
+            let ip = IpAddr::V4(Ipv4Addr::new(octet, 0, octet, 255 - octet));
+            let mut text = Vec::new();
+            push_ip(&mut text, ip);
+            assert_eq!(String::from_utf8(text).unwrap(), ip.to_string());
+        }
         for addr in addrs {
             let (mut ip, mut socket) = (Vec::new(), Vec::new());
             push_ip(&mut ip, addr.ip());

@@ -36,6 +36,9 @@ const FORWARDING: [&HeaderName; 5] = [
     &header::FORWARDED,
 ];
 
+/// How many headers `rewrite_request` and `service::outbound` may add to a request head.
+const ADDED_UPSTREAM: usize = 8;
+
 /// Removes hop-by-hop headers, including every header named in `Connection`.
 ///
 /// One pass over the (few) names present finds which hop-by-hop names are there; only those
@@ -45,7 +48,7 @@ const FORWARDING: [&HeaderName; 5] = [
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let mut present = 0u8;
     for name in headers.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+        if let Some(i) = hop_by_hop_index(name) {
             present |= 1 << i;
         }
     }
@@ -71,6 +74,35 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
+}
+
+/// The index of `name` in `HOP_BY_HOP`: a match on its text (a length switch, then a
+/// compare) instead of eight `HeaderName` comparisons per header (~1,000 instructions a
+/// head).
+fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
+    match name.as_str() {
+        "connection" => Some(0),
+        "keep-alive" => Some(1),
+        "proxy-connection" => Some(2),
+        "te" => Some(3),
+        "trailer" => Some(4),
+        "transfer-encoding" => Some(5),
+        "upgrade" => Some(6),
+        "proxy-authorization" => Some(7),
+        _ => None,
+    }
+}
+
+/// Whether `name` is one of `FORWARDING`, by its text (as `hop_by_hop_index`).
+fn is_forwarding(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "x-forwarded-for"
+            | "x-forwarded-proto"
+            | "x-forwarded-host"
+            | "x-forwarded-port"
+            | "forwarded"
+    )
 }
 
 /// Whether a `Connection` token needs no removal of its own: empty, `close`, or the name of
@@ -127,11 +159,15 @@ pub fn rewrite_request(
 ) {
     let via = via_for(parts.version);
     let headers = &mut parts.headers;
+    // Room for what is added below (Host, X-Forwarded-*, Via, the tag headers, and the
+    // request id `outbound` sets) in one growth of the map, not one per insert that finds it
+    // full. Failing that (a map at its maximum size), inserts grow it as they need.
+    let _ = headers.try_reserve(ADDED_UPSTREAM);
     // `Host` is end to end (RFC 9110 §7.2): a client naming it in `Connection` does not
     // make it hop-by-hop, and levee routed on it, so it is read before the strip.
     let client_host = headers.get(header::HOST).cloned();
     strip_hop_by_hop(headers);
-    if !client.trusted && headers.keys().any(|k| FORWARDING.contains(&k)) {
+    if !client.trusted && headers.keys().any(is_forwarding) {
         for name in FORWARDING {
             headers.remove(name);
         }
@@ -289,6 +325,26 @@ mod tests {
         assert_eq!(p.headers["x-forwarded-for"], "10.0.0.9");
         assert_eq!(p.headers["via"], "1.1 levee");
         assert_eq!(p.uri, "/a?b");
+    }
+
+    #[test]
+    fn the_name_matches_agree_with_the_name_lists() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_index(name), Some(i), "{name}");
+            assert!(!is_forwarding(name), "{name}");
+        }
+        for name in FORWARDING {
+            assert!(is_forwarding(name), "{name}");
+            assert_eq!(hop_by_hop_index(name), None, "{name}");
+        }
+        for other in [
+            header::HOST,
+            header::VIA,
+            HeaderName::from_static("x-forwarded"),
+        ] {
+            assert_eq!(hop_by_hop_index(&other), None);
+            assert!(!is_forwarding(&other));
+        }
     }
 
     #[test]
