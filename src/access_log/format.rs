@@ -100,42 +100,17 @@ fn push_int(out: &mut Vec<u8>, value: u64) {
 fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
-            // Spelled into a stack buffer and copied once: seven small copies into the line
-            // cost ~240 instructions an address, three addresses a line.
-            let mut text = [0u8; 15];
-            let mut len = 0;
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    text[len] = b'.';
-                    len += 1;
+                    out.push(b'.');
                 }
-                len += spell_octet(&mut text[len..], octet);
+                push_int(out, u64::from(octet));
             }
-            out.extend_from_slice(&text[..len]);
         }
         IpAddr::V6(v6) => {
             let _ = write!(out, "{v6}");
         }
     }
-}
-
-/// `octet` in decimal at the start of `to` (at least 3 bytes long); the digits written.
-fn spell_octet(to: &mut [u8], octet: u8) -> usize {
-    let digits = [
-        b'0' + octet / 100,
-        b'0' + octet / 10 % 10,
-        b'0' + octet % 10,
-    ];
-    let skip = if octet >= 100 {
-        0
-    } else if octet >= 10 {
-        1
-    } else {
-        2
-    };
-    let len = 3 - skip;
-    to[..len].copy_from_slice(&digits[skip..]);
-    len
 }
 
 /// A socket address as `Display` writes it: `ip:port`, `[ip6]:port`.
