@@ -193,6 +193,8 @@ async fn drive<C: Graceful>(
     let limits = &ctx.listener.http;
     let silent = watch::silent(watch, &ctx.idle, limits.header_timeout);
     let result = tokio::select! {
+        // The connection first, the deadlines after: no random start per wake.
+        biased;
         r = conn.as_mut() => r,
         _ = drain.cancelled() => {
             conn.as_mut().graceful();
@@ -287,6 +289,8 @@ async fn busy_spell<I: ClientStream>(
         Box::new(builder.serve_connection(stream, service(ctx)));
     let mut parking = false;
     let result = tokio::select! {
+        // The connection first, the deadlines after: no random start per wake.
+        biased;
         r = poll_fn(|cx| conn.poll_without_shutdown(cx)) => r,
         _ = drain.cancelled() => wind_down(&mut conn).await,
         _ = ctx.idle.expired(limits.idle_timeout) => {
