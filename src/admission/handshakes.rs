@@ -1,5 +1,6 @@
-//! `max_handshakes_in_flight`: each worker's cap on TLS handshakes in progress, and the
-//! fair queue in front of it.
+//! Each worker's cap on TLS handshakes in progress, and the fair queue in front of it. The
+//! cap is `max_handshakes_in_flight` when that is set, else the worker's adaptive limit
+//! ([`super::adaptive`], fed by [`super::probe`]).
 //!
 //! The gate is per worker (`Rc`, no `Send`): a handshake is CPU work on this worker's core,
 //! so the cap is per core too, and nothing here is shared between workers.
@@ -31,7 +32,7 @@
 //! (`tls::accept_tls_gated`): a client that connects and says nothing costs no CPU and
 //! takes no slot, and the gate runs before any reply, so a refusal costs almost nothing.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -39,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use super::adaptive::AdaptiveLimit;
 use super::shares::FairShares;
 use crate::labels::{CountryIdx, RejectReason};
 
@@ -63,7 +65,7 @@ pub struct Ticket {
 /// The limits `acquire` applies (from `[admission]`).
 #[derive(Debug, Clone, Copy)]
 pub struct GateLimits {
-    /// Handshakes in flight on this worker; `None`: no limit.
+    /// Handshakes in flight on this worker; `None`: the worker's adaptive limit.
     pub in_flight: Option<usize>,
     /// Waiters allowed.
     pub queue: usize,
@@ -96,6 +98,10 @@ struct State {
     finish: Vec<f64>,
     /// Virtual time: the start tag of the last country served.
     clock: f64,
+    /// The adaptive limit (used while `in_flight` is not set).
+    adaptive: AdaptiveLimit,
+    /// Whether the last `acquire` ran on the adaptive limit.
+    adaptive_mode: bool,
 }
 
 /// One worker's handshake gate.
@@ -103,6 +109,12 @@ pub struct HandshakeGate {
     state: RefCell<State>,
     observer: Box<dyn GateObserver>,
     shares: Arc<FairShares>,
+    /// When a handshake last asked for a slot (the probe parks when it is long ago).
+    last_asked: Cell<Option<Instant>>,
+    /// Whether the probe is parked, waiting for `wake`.
+    probe_parked: Cell<bool>,
+    /// Wakes the parked probe.
+    wake: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for HandshakeGate {
@@ -129,6 +141,13 @@ impl Drop for HandshakePermit {
 }
 
 impl HandshakePermit {
+    /// The handshake this slot was for took `spent` of the worker's time.
+    pub fn record_work(&self, spent: Duration) {
+        if let Some(gate) = &self.gate {
+            gate.record_work(spent);
+        }
+    }
+
     /// Forgets the slot without freeing it (it was never handed out).
     fn disarm(mut self) {
         self.gate = None;
@@ -143,7 +162,67 @@ impl HandshakeGate {
             state: RefCell::new(State::default()),
             observer,
             shares,
+            last_asked: Cell::new(None),
+            probe_parked: Cell::new(false),
+            wake: tokio::sync::Notify::new(),
         })
+    }
+
+    /// The limit in force now: the fixed one of the last `acquire`, or the adaptive one.
+    pub fn limit(&self) -> usize {
+        self.state.borrow().limit
+    }
+
+    /// Handshakes holding a slot now.
+    pub fn in_flight(&self) -> usize {
+        self.state.borrow().in_flight
+    }
+
+    /// The adaptive limit's delay target now.
+    pub fn delay_target(&self) -> Duration {
+        self.state.borrow().adaptive.target()
+    }
+
+    /// One handshake's CPU time (for the adaptive limit's share and target).
+    pub fn record_work(&self, spent: Duration) {
+        self.state.borrow_mut().adaptive.note_work(spent);
+    }
+
+    /// The probe measured the worker's scheduling delay: feed the adaptive limit, and hand
+    /// out slots a raised limit frees.
+    pub fn observe_delay(self: &Rc<Self>, now: Instant, delay: Duration) {
+        let raised = {
+            let mut st = self.state.borrow_mut();
+            let in_flight = st.in_flight;
+            let changed = st.adaptive.on_delay(now, delay, in_flight);
+            if !changed || !st.adaptive_mode {
+                return;
+            }
+            let before = st.limit;
+            st.limit = st.adaptive.limit();
+            st.limit > before && st.waiting > 0
+        };
+        if raised {
+            self.dispatch();
+        }
+    }
+
+    /// Whether the probe has work: the adaptive limit is in use and a handshake asked for
+    /// a slot within `within` of `now` (or one runs or waits).
+    pub fn probe_wanted(&self, now: Instant, within: Duration) -> bool {
+        let st = self.state.borrow();
+        let recent = self
+            .last_asked
+            .get()
+            .is_some_and(|at| now.saturating_duration_since(at) < within);
+        st.adaptive_mode && (recent || st.in_flight > 0 || st.waiting > 0)
+    }
+
+    /// Parks the probe until the next handshake asks for a slot.
+    pub async fn park_probe(&self) {
+        self.probe_parked.set(true);
+        self.wake.notified().await;
+        self.probe_parked.set(false);
     }
 
     /// Connections waiting for a handshake slot now.
@@ -154,14 +233,15 @@ impl HandshakeGate {
     /// Waits for a handshake slot: at once when one is free and nobody waits, else in the
     /// fair queue for at most `limits.timeout`. `Err` names why the connection is refused.
     pub async fn acquire(self: &Rc<Self>, limits: GateLimits, ticket: Ticket) -> Grant {
-        let Some(limit) = limits.in_flight else {
-            return Ok(HandshakePermit {
-                gate: None,
-                country: ticket.country,
-            });
-        };
+        self.last_asked.set(Some(Instant::now()));
+        if self.probe_parked.get() {
+            self.probe_parked.set(false);
+            self.wake.notify_one();
+        }
         let rx = {
             let mut st = self.state.borrow_mut();
+            st.adaptive_mode = limits.in_flight.is_none();
+            let limit = limits.in_flight.unwrap_or_else(|| st.adaptive.limit());
             let raised = limit > st.limit;
             st.limit = limit;
             if raised && st.waiting > 0 {
@@ -194,6 +274,7 @@ impl HandshakeGate {
                 st.countries[i].push_back(waiter);
             }
             st.waiting += 1;
+            st.adaptive.note_queued();
             self.observer.queue_depth(st.waiting);
             self.shares.mark_saturated();
             // The slot kept free for other countries may be this newcomer's.
@@ -226,10 +307,8 @@ impl HandshakeGate {
     /// a resumption attempt from that country is refused with it: under a full queue, the
     /// few it might have been are not worth parsing every hello of the flood.)
     pub fn refuses_now(&self, limits: GateLimits, country: CountryIdx) -> bool {
-        let Some(limit) = limits.in_flight else {
-            return false;
-        };
         let st = self.state.borrow();
+        let limit = limits.in_flight.unwrap_or_else(|| st.adaptive.limit());
         let ticket = Ticket {
             country,
             priority: false,
@@ -266,6 +345,8 @@ impl HandshakeGate {
             st.held.resize(i + 1, 0);
         }
         st.held[i] += 1;
+        let in_flight = st.in_flight;
+        st.adaptive.note_in_flight(in_flight);
     }
 
     /// Gives back a slot of `country`.
@@ -564,17 +645,25 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
-    async fn no_limit_means_no_wait() {
+    async fn without_a_fixed_limit_the_adaptive_one_starts_at_its_initial_value() {
         let gate = gate();
-        let unlimited = GateLimits {
+        let adaptive = GateLimits {
             in_flight: None,
             ..limits(1, 1, 1)
         };
+        let initial = crate::admission::adaptive::INITIAL_LIMIT as usize;
         let mut v = Vec::new();
-        for _ in 0..10 {
-            v.push(gate.acquire(unlimited, ticket("BR")).await.unwrap());
+        // Every slot but the one kept for another country, at once.
+        for _ in 1..initial {
+            v.push(gate.acquire(adaptive, ticket("BR")).await.unwrap());
         }
+        assert_eq!(gate.limit(), initial);
         assert_eq!(gate.waiting(), 0);
+        assert!(!gate.refuses_now(adaptive, ticket("DE").country));
+        v.push(gate.acquire(adaptive, ticket("DE")).await.unwrap());
+        assert_eq!(gate.in_flight(), initial);
+        // Full, and the queue of one is free: BR would wait, not be refused.
+        assert!(!gate.refuses_now(adaptive, ticket("BR").country));
     }
 }
 

@@ -9,9 +9,11 @@
 //! - [`gcra`] and [`limits`]: per-country and per-ASN token buckets for new connections and
 //!   requests (`[admission.countries.*]`, `[admission.asns.*]`), the allowlist, and the
 //!   reject / tarpit actions.
-//! - [`handshakes`]: each worker's cap on TLS handshakes in flight
-//!   (`max_handshakes_in_flight`) and its fair queue (resumption attempts first, then
+//! - [`handshakes`]: each worker's cap on TLS handshakes in flight (adaptive by default,
+//!   `max_handshakes_in_flight` to fix it) and its fair queue (resumption attempts first, then
 //!   countries by their baseline share; `handshake_queue`, `handshake_queue_timeout`).
+//! - [`adaptive`] and [`probe`]: the adaptive handshake limit (a delay-target AIMD on
+//!   the worker's scheduling delay) and the probe task that measures that delay.
 //! - [`shares`]: the fair queue's per-country weights, written by the control thread, and
 //!   the "near handshake capacity" signal.
 //! - [`auto`]: `[admission] auto` / `dry_run`: caps on a spiking country near capacity,
@@ -31,6 +33,7 @@
 //! the worker wires to its shard. Per request, `proxy::service` asks the request buckets and
 //! `proxy::request_body` runs the upload-rate clock; both count their refusals there.
 
+pub mod adaptive;
 pub mod auto;
 pub mod connections;
 pub mod decide;
@@ -38,6 +41,7 @@ pub mod gcra;
 pub mod handshakes;
 pub mod limits;
 pub mod per_ip;
+pub mod probe;
 pub mod settings;
 pub mod shares;
 pub mod upload;

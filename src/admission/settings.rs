@@ -13,7 +13,8 @@ pub struct AdmissionSettings {
     pub max_connections: Option<usize>,
     /// Open connections per client IP (the PROXY protocol source when there is one).
     pub max_connections_per_ip: Option<u32>,
-    /// TLS handshakes in progress per worker; more wait in the handshake queue.
+    /// TLS handshakes in progress per worker; more wait in the handshake queue. `None`:
+    /// each worker's adaptive limit (`super::adaptive`).
     pub max_handshakes_in_flight: Option<usize>,
     /// Connections that may wait for a handshake slot, per worker; beyond it: refused.
     pub handshake_queue: usize,
@@ -46,7 +47,7 @@ pub const DEFAULT_AUTO_HEADROOM: f64 = 1.5;
 impl Default for AutoSettings {
     fn default() -> Self {
         Self {
-            enabled: false,
+            enabled: true,
             dry_run: false,
             headroom: DEFAULT_AUTO_HEADROOM,
         }

@@ -421,7 +421,7 @@ async fn handshake(
 ) -> Result<Box<tls::HandshakeOutcome>, HandshakeError> {
     let settings = &arrival.snapshot.admission;
     let limits = settings.gate_limits();
-    let classify = limits.in_flight.is_some() && !admitted.allowlisted;
+    let classify = !admitted.allowlisted;
     let (allowlisted, exempt) = (admitted.allowlisted, admitted.exempt_from_late_cap());
     let slot = |resuming: bool| async move {
         let priority = allowlisted || resuming;
@@ -449,6 +449,12 @@ async fn handshake(
     tls::accept_tls_gated(tcp, config, deadline, classify, slot)
         .await
         .map(Box::new)
+}
+
+impl tls::HandshakeSlot for crate::admission::HandshakePermit {
+    fn handshake_work(&self, spent: Duration) {
+        self.record_work(spent);
+    }
 }
 
 /// Holds a connection tarpitted in the accept loop for `tarpit_delay` (or until `drain`),

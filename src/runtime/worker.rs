@@ -120,6 +120,8 @@ async fn run(spec: WorkerSpec) {
         listen(&mut accept_loops, name, socket, &worker, &connections);
     }
     let sweeper = tokio::task::spawn_local(sweep_idle(Rc::clone(&worker)));
+    let probe =
+        tokio::task::spawn_local(crate::admission::probe::run(Rc::clone(&worker.handshakes)));
     let log = Rc::clone(&worker.http.access_log);
     let log_flusher = tokio::task::spawn_local(log.flush_when_due());
     let mut commands = spec.commands;
@@ -161,6 +163,7 @@ async fn run(spec: WorkerSpec) {
         );
     }
     sweeper.abort();
+    probe.abort();
     log_flusher.abort();
     // What is still buffered; lines of connections cut at the deadline follow when the
     // worker's state drops (`WorkerLog`'s `Drop`).

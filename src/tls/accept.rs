@@ -3,7 +3,8 @@
 //! Until the ClientHello arrives a waiting client costs only its socket and a small read
 //! buffer; the handshake clock starts at the ClientHello so idle time is not counted.
 
-use std::future::Future;
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,6 +42,17 @@ impl HandshakeOutcome {
     pub fn into_stream(self: Box<Self>) -> TlsStream<TcpStream> {
         self.stream
     }
+}
+
+/// What holds a handshake slot: told the CPU time the handshake took on this worker (the
+/// ClientHello's processing, the key exchange and signature, every poll after).
+pub trait HandshakeSlot {
+    /// The handshake's work is over: it took `spent` of this thread's time.
+    fn handshake_work(&self, spent: Duration);
+}
+
+impl HandshakeSlot for () {
+    fn handshake_work(&self, _: Duration) {}
 }
 
 /// Why a handshake did not complete.
@@ -103,6 +115,7 @@ pub async fn accept_tls_gated<P, G>(
     gate: impl FnOnce(bool) -> G,
 ) -> Result<HandshakeOutcome, HandshakeError>
 where
+    P: HandshakeSlot,
     G: Future<Output = Result<P, RejectReason>>,
 {
     let until = tokio::time::Instant::now() + deadline;
@@ -135,10 +148,35 @@ where
         Ok(Ok(start)) => start,
     };
     let waiting = Instant::now();
-    let _slot = gate(resuming).await.map_err(HandshakeError::Refused)?;
+    // A client that gives up while its connection waits for a slot is let go at once: its
+    // queue place freed, and no handshake done for nobody when the slot comes.
+    let slot = tokio::select! {
+        biased;
+        slot = gate(resuming) => slot.map_err(HandshakeError::Refused)?,
+        () = client_left(&start.io) => {
+            let source = std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "the client left while waiting for a handshake slot",
+            );
+            let duration = Duration::ZERO;
+            return Err(HandshakeError::Failed { source, duration });
+        }
+    };
     let waited = waiting.elapsed();
     let hello_at = Instant::now();
-    let result = tokio::time::timeout_at(until + waited, start.into_stream(config)).await;
+    // The ClientHello is processed (key exchange, signature) when the stream is made: that
+    // and every poll after is the handshake's work on this thread.
+    let mut accept = start.into_stream(config);
+    let mut work = hello_at.elapsed();
+    let timed = poll_fn(|cx| {
+        let polled = Instant::now();
+        let r = Pin::new(&mut accept).poll(cx);
+        work += polled.elapsed();
+        r
+    });
+    let result = tokio::time::timeout_at(until + waited, timed).await;
+    slot.handshake_work(work);
+    drop(slot);
     let duration = hello_at.elapsed();
     match result {
         Err(_) => Err(HandshakeError::Timeout { duration }),
@@ -154,5 +192,15 @@ where
                 duration,
             })
         }
+    }
+}
+
+/// Resolves when the client has closed or reset its side (it will never finish a
+/// handshake); never when it sends more bytes (left for the handshake to read).
+async fn client_left(tcp: &TcpStream) {
+    let mut byte = [0u8; 1];
+    match tcp.peek(&mut byte).await {
+        Ok(0) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
     }
 }

@@ -16,7 +16,7 @@ use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::sign::CertifiedKey;
 
-pub use accept::{HandshakeError, HandshakeOutcome, accept_tls, accept_tls_gated};
+pub use accept::{HandshakeError, HandshakeOutcome, HandshakeSlot, accept_tls, accept_tls_gated};
 pub use certs::{CertError, NamedKey, SniResolver, generate_self_signed, load_certified_key};
 pub use resumption::Resumption;
 

@@ -50,8 +50,7 @@ pub(super) fn build_admission(raw: &RawAdmission, s: &mut Scope<'_>) -> Option<A
         d.min_upload_rate_grace,
     );
     let rate_limits = super::admission_limits::build_rate_limits(raw, s);
-    let has_limit = raw.max_handshakes_in_flight.is_some();
-    let auto = super::admission_limits::build_auto(raw, has_limit, s);
+    let auto = super::admission_limits::build_auto(raw, s);
     let queue_timeout = queue_timeout.filter(|d| at_most(s, "handshake_queue_timeout", *d));
     let grace = grace.filter(|d| at_most(s, "min_upload_rate_grace", *d));
     Some(AdmissionSettings {

@@ -74,24 +74,11 @@ pub(super) fn build_rate_limits(raw: &RawAdmission, s: &mut Scope<'_>) -> Option
     )
 }
 
-/// Builds `auto`, `dry_run` and `auto_headroom`; `auto` needs `max_handshakes_in_flight`,
-/// which is what "near the handshake capacity" is measured against.
-pub(super) fn build_auto(
-    raw: &RawAdmission,
-    has_handshake_limit: bool,
-    s: &mut Scope<'_>,
-) -> Option<AutoSettings> {
-    let enabled = raw.auto.unwrap_or(false);
+/// Builds `auto` (on by default), `dry_run` and `auto_headroom`.
+pub(super) fn build_auto(raw: &RawAdmission, s: &mut Scope<'_>) -> Option<AutoSettings> {
+    let enabled = raw.auto.unwrap_or(true);
     let dry_run = raw.dry_run.unwrap_or(false);
     let mut ok = true;
-    if enabled && !has_handshake_limit {
-        s.add(
-            "auto",
-            "needs max_handshakes_in_flight: automatic caps start only when the handshake \
-             queue is near that capacity",
-        );
-        ok = false;
-    }
     if dry_run && !enabled {
         s.add("dry_run", "only applies with auto = true");
         ok = false;
@@ -329,12 +316,7 @@ mod tests {
                 "10.0.0.0/8",
             ),
             (
-                "[admission]\nauto = true\n",
-                "admission.auto",
-                "max_handshakes_in_flight",
-            ),
-            (
-                "[admission]\ndry_run = true\n",
+                "[admission]\nauto = false\ndry_run = true\n",
                 "admission.dry_run",
                 "auto = true",
             ),
