@@ -224,7 +224,7 @@ mod tests {
         let mut now = Instant::now();
         let mut l = AdaptiveLimit::new(now);
         // Few handshakes, worker prompt: no growth (the limit never bound).
-        assert_eq!(window(&mut l, &mut now, 0 * MS, MS, 3), 32);
+        assert_eq!(window(&mut l, &mut now, Duration::ZERO, MS, 3), 32);
         // A long delay with handshakes 2% of the time (a keep-alive burst): no cut.
         assert_eq!(window(&mut l, &mut now, 30 * MS, 2 * MS, 3), 32);
     }
