@@ -25,20 +25,20 @@
 # measured by the client, not by levee; any other task preempts a SCHED_IDLE one at once.
 # No-surge runs are one process (baseline clients only), as before. Steps:
 #   1. capacity: closed-loop hello connections (levee's full-handshake capacity, server
-#      side), admission off;
-#   2. no surge, admission off (the reference p99 of the baseline countries);
+#      side), admission off (ADMISSION_OFF: no handshake limit to speak of, auto = false);
+#   2. no surge, admission off;
 #   3. surge at SURGE_FACTOR x capacity, admission off (the contrast);
-#   4. no surge, admission on;
+#   4. no surge, admission on (ADMISSION_ON, empty: levee's shipped defaults);
 #   5. surge at SURGE_FACTOR x capacity, admission on (the target run).
-# Target: in run 5, every baseline country keeps >= 99% success and a p99 within 3x of its
-# run-2 p99. JSON results and the summary go to target/surge/<timestamp>/.
+# Target: in run 5, every baseline country keeps >= 99% success and a p99 within 2x of its
+# run-4 p99. JSON results and the summary go to target/surge/<timestamp>/.
 #
 # Usage, from the repository root:  bash benches/surge/run.sh
 # Knobs (environment): LEVEE_BIN (default: build and use target/release/levee), DURATION
 # (seconds per open-loop run, 30), CAP_DURATION (10), SURGE_AFTER (5), SURGE_FACTOR (3),
 # SURGE_COUNTRY (BR), BASELINE (DE,JP,US,FR), BASELINE_RATE (10), KEEPALIVE_CLIENTS (2),
 # KEEPALIVE_RATE (10), CONCURRENCY (64), LEVEE_CPU (0), TOOL_CPU (1), PORT_BASE (19400:
-# listener PORT_BASE, admin +1, backends +2..+4), ADMISSION_ON (the [admission] block),
+# listener PORT_BASE, admin +1, backends +2..+4), ADMISSION_ON / ADMISSION_OFF (the [admission] blocks),
 # CAPACITY (conn/s: skip step 1), CAPACITY_FROM (measured, the default; cpu: when levee used
 # < 90% of its core in step 1, extrapolate the capacity to 100% of the core), CAPACITY_MODE
 # and SURGE_MODE (hello, the default, or full: full handshake + GET /, client-bound on a
@@ -52,10 +52,13 @@
 # each other (each clock starts after its own set-up), so the windows line up to about that.
 set -euo pipefail
 
-# The [admission] block of the "admission on" runs (per worker; levee runs 1 worker).
-ADMISSION_ON="${ADMISSION_ON:-max_handshakes_in_flight = 8
-handshake_queue = 256
-handshake_queue_timeout = \"2s\"}"
+# The [admission] block of the "admission on" runs: empty, levee's shipped defaults (the
+# adaptive handshake limit, automatic caps on).
+ADMISSION_ON="${ADMISSION_ON:-}"
+# The [admission] block of the "admission off" runs: no handshake limit to speak of, no
+# automatic caps (what levee did before the adaptive limit).
+ADMISSION_OFF="${ADMISSION_OFF:-max_handshakes_in_flight = 1000000
+auto = false}"
 
 # levee's listen backlog (the kernel caps it at net.core.somaxconn).
 BACKLOG="${BACKLOG:-4096}"
@@ -158,7 +161,9 @@ fi
 
 start_levee() { # ADMISSION_BLOCK: writes the config and starts levee pinned to LEVEE_CPU
   {
-    printf '[server]\nworkers = 1\naccess_log = false\nshutdown_timeout = "2s"\nbacklog = %s\n\n' "$BACKLOG"
+    # The access log on, as shipped, to a file (not the console log).
+    printf '[server]\nworkers = 1\naccess_log_path = "%s"\nshutdown_timeout = "2s"\nbacklog = %s\n\n' \
+      "$work/access.log" "$BACKLOG"
     printf '[admin]\nlisten = "%s"\n\n' "$admin"
     printf '[admission]\n%s\n\n' "$1"
     printf '[[listeners]]\nname = "surge"\nlisten = "%s"\ndefault_pool = "demo"\n' "$listen"
@@ -258,7 +263,7 @@ split_surge() { # NAME RATE: the surge generator (SURGE_SCHED, background, $out/
 
 open_loop=(--duration "${DURATION}s" --surge-after "${SURGE_AFTER}s" --surge-mode "$SURGE_MODE")
 
-start_levee ""
+start_levee "$ADMISSION_OFF"
 if [ -n "${CAPACITY:-}" ]; then
   capacity="$CAPACITY" measured="given" levee_busy="-"
 else
@@ -290,7 +295,7 @@ split_surge surge-on "$surge_rate"
 stop_levee on
 
 # Summary: per baseline country, success and p99 of each run; ratios to the no-surge p99
-# (admission off); PASS when the admission-on surge run meets the target.
+# of the same admission; PASS when the admission-on surge run meets the target.
 {
   echo
   echo "capacity: $capacity new connections/s (1 worker; $CAPACITY_MODE mode; measured $measured with levee at ${levee_busy}% of one core); surge: $surge_rate/s from $SURGE_COUNTRY ($SURGE_MODE mode)"
@@ -323,9 +328,11 @@ stop_levee on
   done
   printf '%-8s %-12s %9s %10s %10s %9s %9s\n' country run success new_p99_ms ka_p99_ms new_x ka_x
   jq -rs '
-    (.[0].countries | map({key: .country, value: .}) | from_entries) as $ref
+    (.[0].countries | map({key: .country, value: .}) | from_entries) as $off
+    | (.[2].countries | map({key: .country, value: .}) | from_entries) as $on
     | ["nosurge-off", "surge-off", "nosurge-on", "surge-on"] as $names
-    | [range(0; 4) as $i | .[$i].countries[] | select(.role == "baseline")
+    | [range(0; 4) as $i | (if $i < 2 then $off else $on end) as $ref
+       | .[$i].countries[] | select(.role == "baseline")
        | {c: .country, run: $names[$i], s: .all.success_rate,
           n: .new_connections.p99_ms, k: .keepalive.p99_ms,
           rn: $ref[.country].new_connections.p99_ms, rk: $ref[.country].keepalive.p99_ms}]
@@ -340,9 +347,9 @@ stop_levee on
     (.[0].countries | map({key: .country, value: .}) | from_entries) as $ref
     | [.[1].countries[] | select(.role == "baseline")
        | .all.success_rate >= 0.99
-         and .new_connections.p99_ms <= 3 * $ref[.country].new_connections.p99_ms
-         and .keepalive.p99_ms <= 3 * $ref[.country].keepalive.p99_ms]
-    | if all then "PASS" else "FAIL" end' "$out/nosurge-off.json" "$out/surge-on.json")"
-  echo "target (admission on: baseline success >= 99%, p99 <= 3x no-surge p99): $verdict"
+         and .new_connections.p99_ms <= 2 * $ref[.country].new_connections.p99_ms
+         and .keepalive.p99_ms <= 2 * $ref[.country].keepalive.p99_ms]
+    | if all then "PASS" else "FAIL" end' "$out/nosurge-on.json" "$out/surge-on.json")"
+  echo "target (shipped defaults: baseline success >= 99%, p99 <= 2x no-surge p99): $verdict"
   echo "results: $out"
 } | tee "$out/summary.txt"

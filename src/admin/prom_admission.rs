@@ -64,6 +64,17 @@ pub(super) fn write_admission(out: &mut String, shards: &[Arc<Shard>]) -> fmt::R
     )?;
     let depth: u64 = shards.iter().map(|s| s.handshake_queue_depth()).sum();
     sample(out, name, &[], depth)?;
+    let name = "levee_admission_handshake_limit";
+    family(
+        out,
+        name,
+        "gauge",
+        "TLS handshakes each worker lets run at once now: its adaptive limit, or \
+         max_handshakes_in_flight (0 before its first handshake).",
+    )?;
+    for (worker, shard) in shards.iter().enumerate() {
+        sample(out, name, &[("worker", &worker)], shard.handshake_limit())?;
+    }
     let name = "levee_admission_handshake_queue_wait_seconds";
     family(
         out,
@@ -112,6 +123,7 @@ mod tests {
         shard.admission_rejected(jp, RejectReason::AutoCapDryRun);
         shard.admission_rejected(jp, RejectReason::AutoCapDryRun);
         shard.set_handshake_queue_depth(3);
+        shard.set_handshake_limit(17);
         shard.handshake_queue_waited(Duration::from_micros(80));
         shard.handshake_queue_waited(Duration::from_millis(3));
         let mut out = String::new();
@@ -144,6 +156,10 @@ mod tests {
             .count();
         assert_eq!(reasons, RejectReason::COUNT - 1);
         assert!(out.contains("levee_admission_handshake_queue_depth 3\n"));
+        assert!(
+            out.contains("levee_admission_handshake_limit{worker=\"0\"} 17\n"),
+            "{out}"
+        );
         // The wait histogram: the handshake duration buckets, no labels.
         assert!(out.contains("# TYPE levee_admission_handshake_queue_wait_seconds histogram\n"));
         assert!(

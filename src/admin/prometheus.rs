@@ -37,6 +37,7 @@
 //! | `levee_admission_rejected_total` | counter | `country`, `reason` = max_connections, per_ip, handshake_queue_full, handshake_queue_timeout, slow_upload, rate_limit, tarpit, request_rate_limit, fair_share, auto_cap |
 //! | `levee_admission_dry_run_total` | counter (connections an auto cap dry run would have refused; served) | `country` |
 //! | `levee_admission_handshake_queue_depth` | gauge | |
+//! | `levee_admission_handshake_limit` | gauge | `worker` |
 //! | `levee_admission_handshake_queue_wait_seconds` | histogram (buckets as `levee_tls_handshake_duration_seconds`) | |
 //! | `levee_admission_auto_cap_per_second` | gauge (new connections/s a spiking country is held to; only while capped) | `country`, `dry_run` = true, false |
 //! | `levee_backend_up` | gauge | `pool`, `backend` |

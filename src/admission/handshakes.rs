@@ -22,6 +22,17 @@
 //! handshake at once instead of waiting for one of the flood's handshakes to end (each of
 //! which lasts a round trip to a client that may be slow). With one slot, nothing changes.
 //!
+//! **A standing queue sheds the country furthest over its share.** A queue that stays
+//! long is no longer absorbing a burst: the arrivals outrun the handshakes. As CoDel does
+//! with packets, the gate watches the shortest wait of the connections it served in each
+//! [`SOJOURN_WINDOW`]; while that shortest wait is over [`SOJOURN_TARGET`] (or nobody was
+//! served while some waited), a newcomer of the country furthest ahead of its share
+//! among those waiting (or further) is refused at once, reason `fair_share`, before any
+//! TLS byte, instead of joining a queue it would only lengthen. Resumption attempts and
+//! allowlisted clients never are. A flood that holds its connections for seconds is
+//! therefore shed at about the rate it exceeds the handshake capacity, and the queue
+//! stays short for everyone, the flooding country's own clients included.
+//!
 //! When the queue is full, a newcomer takes the place of the newest waiter of the country
 //! furthest ahead of its share (that waiter is closed, reason `fair_share`), if the
 //! newcomer's own country is behind it; otherwise the newcomer is refused
@@ -51,6 +62,8 @@ pub trait GateObserver {
     fn queue_depth(&self, waiting: usize);
     /// A connection waited `waited` in the queue (however the wait ended).
     fn queue_waited(&self, waited: Duration);
+    /// The limit in force changed to `limit`.
+    fn limit(&self, _limit: usize) {}
 }
 
 /// Who is asking for a handshake slot.
@@ -75,11 +88,59 @@ pub struct GateLimits {
 
 type Grant = Result<HandshakePermit, RejectReason>;
 
+/// The wait of served connections above which the queue counts as standing.
+pub const SOJOURN_TARGET: Duration = Duration::from_millis(100);
+/// How long the served connections' waits must all stay over [`SOJOURN_TARGET`].
+pub const SOJOURN_WINDOW: Duration = Duration::from_millis(100);
+
 /// One connection waiting for a slot.
 #[derive(Debug)]
 struct Waiter {
     tx: oneshot::Sender<Grant>,
     ticket: Ticket,
+    /// When it started waiting (tokio's clock, which tests can pause).
+    since: tokio::time::Instant,
+}
+
+/// The queue's waits over the current sojourn window, and the verdict of the last one.
+#[derive(Debug)]
+struct Sojourn {
+    window_start: tokio::time::Instant,
+    /// Shortest wait of a connection served in this window.
+    shortest: Option<Duration>,
+    /// The last window's verdict: every served wait over the target, or none served while
+    /// some waited.
+    standing: bool,
+}
+
+impl Default for Sojourn {
+    fn default() -> Self {
+        Self {
+            window_start: tokio::time::Instant::now(),
+            shortest: None,
+            standing: false,
+        }
+    }
+}
+
+impl Sojourn {
+    /// Closes the window if it is over (`waiting`: connections in the queue now).
+    fn roll(&mut self, now: tokio::time::Instant, waiting: usize) {
+        if now.saturating_duration_since(self.window_start) < SOJOURN_WINDOW {
+            return;
+        }
+        self.standing = match self.shortest {
+            Some(d) => d > SOJOURN_TARGET,
+            None => waiting > 0,
+        };
+        self.shortest = None;
+        self.window_start = now;
+    }
+
+    /// A queued connection was served after `waited`.
+    fn served(&mut self, waited: Duration) {
+        self.shortest = Some(self.shortest.map_or(waited, |d| d.min(waited)));
+    }
 }
 
 /// The scheduler state (touched only by this worker's thread).
@@ -102,6 +163,8 @@ struct State {
     adaptive: AdaptiveLimit,
     /// Whether the last `acquire` ran on the adaptive limit.
     adaptive_mode: bool,
+    /// Whether the queue is standing.
+    sojourn: Sojourn,
 }
 
 /// One worker's handshake gate.
@@ -200,6 +263,7 @@ impl HandshakeGate {
             }
             let before = st.limit;
             st.limit = st.adaptive.limit();
+            self.observer.limit(st.limit);
             st.limit > before && st.waiting > 0
         };
         if raised {
@@ -243,6 +307,9 @@ impl HandshakeGate {
             st.adaptive_mode = limits.in_flight.is_none();
             let limit = limits.in_flight.unwrap_or_else(|| st.adaptive.limit());
             let raised = limit > st.limit;
+            if limit != st.limit {
+                self.observer.limit(limit);
+            }
             st.limit = limit;
             if raised && st.waiting > 0 {
                 drop(st);
@@ -259,11 +326,23 @@ impl HandshakeGate {
                     country: ticket.country,
                 });
             }
+            let now = tokio::time::Instant::now();
+            let waiting = st.waiting;
+            st.sojourn.roll(now, waiting);
+            if Self::sheds(&st, ticket) {
+                st.adaptive.note_queued();
+                self.shares.mark_saturated();
+                return Err(RejectReason::FairShare);
+            }
             if st.waiting >= limits.queue && !self.evict_for(&mut st, ticket) {
                 return Err(RejectReason::HandshakeQueueFull);
             }
             let (tx, rx) = oneshot::channel();
-            let waiter = Waiter { tx, ticket };
+            let waiter = Waiter {
+                tx,
+                ticket,
+                since: now,
+            };
             if ticket.priority {
                 st.priority.push_back(waiter);
             } else {
@@ -313,6 +392,8 @@ impl HandshakeGate {
             country,
             priority: false,
         };
+        // A standing queue's shedding waits for the ClientHello (`acquire`): a resumption
+        // attempt is never refused by it.
         if (st.in_flight < limit && Self::may_take(&st, ticket)) || st.waiting < limits.queue {
             return false;
         }
@@ -321,6 +402,20 @@ impl HandshakeGate {
             .iter()
             .enumerate()
             .any(|(i, q)| !q.is_empty() && Self::start_tag(&st, i) > mine)
+    }
+
+    /// Whether a standing queue sheds `ticket` (it would have to wait): its country is at
+    /// or beyond the furthest ahead of its share among the countries waiting.
+    fn sheds(st: &State, ticket: Ticket) -> bool {
+        if ticket.priority || !st.sojourn.standing || st.waiting == 0 {
+            return false;
+        }
+        let mine = Self::start_tag(st, usize::from(ticket.country.0));
+        let furthest = (0..st.countries.len())
+            .filter(|i| !st.countries[*i].is_empty())
+            .map(|i| Self::start_tag(st, i))
+            .max_by(f64::total_cmp);
+        furthest.is_some_and(|f| mine >= f)
     }
 
     /// Whether `ticket` may take a free slot now. The last free slot is kept for a country
@@ -454,6 +549,11 @@ impl HandshakeGate {
                 continue;
             }
             let ticket = waiter.ticket;
+            let now = tokio::time::Instant::now();
+            st.sojourn
+                .served(now.saturating_duration_since(waiter.since));
+            let waiting = st.waiting;
+            st.sojourn.roll(now, waiting);
             Self::take(&mut st, ticket.country);
             self.charge(&mut st, ticket);
             drop(st);
@@ -642,6 +742,59 @@ mod tests {
         assert_eq!(&log[1..], [Ok("de1"), Ok("br1")]);
         assert_eq!(gate.waiting(), 0);
         assert_eq!(seen.waits.get(), 4, "br1, br2, de1 and the late JP");
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_standing_queue_sheds_the_country_furthest_over_its_share_only() {
+        let gate = gate();
+        let l = limits(1, 64, 10_000);
+        let log = Rc::new(StdRefCell::new(Vec::new()));
+        let held = Rc::new(StdRefCell::new(Vec::new()));
+        tokio::task::LocalSet::new()
+            .run_until(async {
+                let first = gate.acquire(l, ticket("BR")).await.unwrap();
+                for label in ["br1", "br2", "br3"] {
+                    spawn_waiter(&gate, l, ticket("BR"), label, &log, &held);
+                }
+                tokio::task::yield_now().await;
+                // A burst: served after 150 ms of waiting, then nobody served for a window.
+                tokio::time::advance(Duration::from_millis(150)).await;
+                drop(first);
+                tokio::task::yield_now().await;
+                tokio::time::advance(SOJOURN_WINDOW).await;
+                // Standing now: BR is refused at once, before any TLS byte.
+                let shed = gate.acquire(l, ticket("BR")).await.map(|_| ()).unwrap_err();
+                assert_eq!(shed, RejectReason::FairShare);
+                // Another country, and a resumption attempt from BR, still queue.
+                spawn_waiter(&gate, l, ticket("DE"), "de1", &log, &held);
+                let resumed = Ticket {
+                    priority: true,
+                    ..ticket("BR")
+                };
+                spawn_waiter(&gate, l, resumed, "resumed", &log, &held);
+                tokio::task::yield_now().await;
+                assert_eq!(gate.waiting(), 4);
+                // Served promptly from now on: the queue stops standing after one window.
+                for _ in 0..4 {
+                    held.borrow_mut().clear();
+                    tokio::task::yield_now().await;
+                }
+                tokio::time::advance(SOJOURN_WINDOW).await;
+                held.borrow_mut().clear();
+                tokio::task::yield_now().await;
+                let p = gate.acquire(l, ticket("BR")).await.unwrap();
+                let next = Rc::clone(&gate);
+                let waiter = tokio::task::spawn_local(async move {
+                    next.acquire(l, ticket("BR")).await.map(|_| ())
+                });
+                tokio::task::yield_now().await;
+                assert_eq!(gate.waiting(), 1, "queued again, not shed");
+                drop(p);
+                assert!(waiter.await.unwrap().is_ok());
+            })
+            .await;
+        let order: Vec<_> = log.borrow().iter().map(|r| r.unwrap()).collect();
+        assert_eq!(order, ["br1", "resumed", "de1", "br2", "br3"]);
     }
 
     #[tokio::test(flavor = "current_thread")]

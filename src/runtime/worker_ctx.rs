@@ -77,6 +77,9 @@ impl GateObserver for ShardGauge {
     fn queue_depth(&self, waiting: usize) {
         self.0.set_handshake_queue_depth(waiting);
     }
+    fn limit(&self, limit: usize) {
+        self.0.set_handshake_limit(limit);
+    }
 
     fn queue_waited(&self, waited: Duration) {
         self.0.handshake_queue_waited(waited);

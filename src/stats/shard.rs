@@ -118,6 +118,8 @@ pub struct Shard {
     rejected: Box<[[AtomicU64; RejectReason::COUNT]]>,
     /// Connections waiting in this worker's handshake queue now.
     handshake_queue_depth: AtomicU64,
+    /// This worker's handshake limit now (adaptive or fixed; 0 before the first handshake).
+    handshake_limit: AtomicU64,
     /// Connections closed by `send_timeout`.
     send_timeouts: AtomicU64,
     /// How long connections waited in the handshake queue (admitted or not).
@@ -137,6 +139,7 @@ impl Shard {
                 .map(|_| Default::default())
                 .collect(),
             handshake_queue_depth: AtomicU64::new(0),
+            handshake_limit: AtomicU64::new(0),
             send_timeouts: AtomicU64::new(0),
             handshake_queue_wait: Histogram::default(),
         }
@@ -181,6 +184,17 @@ impl Shard {
     /// Connections waiting in this worker's handshake queue now.
     pub fn handshake_queue_depth(&self) -> u64 {
         self.handshake_queue_depth.load(Ordering::Relaxed)
+    }
+
+    /// Publishes this worker's handshake limit.
+    pub fn set_handshake_limit(&self, n: usize) {
+        self.handshake_limit
+            .store(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// This worker's handshake limit now (0 before its first handshake).
+    pub fn handshake_limit(&self) -> u64 {
+        self.handshake_limit.load(Ordering::Relaxed)
     }
 
     /// A connection left the handshake queue (with a slot or refused) after `waited`.
