@@ -131,7 +131,7 @@ pub enum BenchCommand {
 #[derive(Debug, Subcommand)]
 pub enum GeoCommand {
     /// Print what levee would tag IP with: country code and index, ASN and organisation, and
-    /// which database answered. Uses `[geo]` of `--config FILE`, else the bundled database.
+    /// which database answered. Uses `[geo]` of `--config FILE`, else the bundled databases.
     Lookup {
         /// The client address (IPv4 or IPv6).
         ip: std::net::IpAddr,

@@ -2,7 +2,7 @@
 //! `X-Client-ASN` (never the client's spoofed copies), from either country record shape,
 //! with configurable header names; `[geo] enabled = false` tags `ZZ` with no ASN; the access
 //! log carries `country` and `asn`; `levee geo lookup` (the real binary) prints what levee
-//! would tag, from the bundled database or a config's `[geo]`.
+//! would tag, from the bundled databases (country and ASN) or a config's `[geo]`.
 //!
 //! Fixture databases are written here with `mmdb-writer` over the documentation ranges
 //! (192.0.2.0/24 BR AS64500, 198.51.100.0/24 DE AS64501, 203.0.113.0/24 JP, 2001:db8::/32
@@ -162,7 +162,7 @@ async fn upstream_sees_the_connection_tag_not_the_clients_copy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flat_shape_without_asn_database_and_custom_header_names() {
     let backend = Backend::start("b");
-    let geo = "country_db = \"flat.mmdb\"\n\
+    let geo = "country_db = \"flat.mmdb\"\nasn_db = \"\"\n\
                country_header = \"CF-IPCountry\"\nasn_header = \"X-Geo-ASN\"";
     let levee = start(&backend, geo, false);
     for (i, mut conn) in connections(&levee).await.into_iter().enumerate() {
@@ -255,23 +255,64 @@ fn lookup_json(args: &[&str]) -> serde_json::Value {
 fn geo_lookup_cli_on_the_bundled_database() {
     let text = lookup(&["8.8.8.8"]);
     assert!(text.contains("country:    US (index "), "{text}");
-    assert!(text.contains("asn:        unknown"), "{text}");
+    assert!(text.contains("asn:        15169\n"), "{text}");
+    assert!(text.contains("org:        Google LLC\n"), "{text}");
     assert!(text.contains("bundled iptoasn-country database"), "{text}");
+    assert!(
+        text.contains("bundled ip-location-db asn database"),
+        "{text}"
+    );
     let j = lookup_json(&["8.8.8.8"]);
     assert_eq!(j["country"], "US");
     assert_eq!(j["country_db"]["bundled"], true);
-    assert!(j["asn"].is_null());
-    assert!(j["asn_db"].is_null());
+    assert_eq!(j["asn_db"]["bundled"], true);
     let j = lookup_json(&["2001:4860:4860::8888"]);
     assert_eq!(j["country"], "US");
+    assert_eq!(j["asn"], 15_169);
     let j = lookup_json(&["127.0.0.1"]);
     assert_eq!(
         (j["country"].as_str(), j["country_index"].as_u64()),
         (Some("ZZ"), Some(0))
     );
+    assert!(j["asn"].is_null(), "{j}");
+    assert!(
+        j["asn_source"]
+            .as_str()
+            .unwrap()
+            .starts_with("no record in")
+    );
 
     let out = run_levee(&["geo", "lookup", "not-an-ip"]);
     assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+}
+
+/// The bundled ASN data with no config: Google's and Cloudflare's resolvers and a Brazilian
+/// address (UOL's 200.147.0.0/16), as `levee geo lookup` prints them and as the upstream
+/// header would carry them.
+#[test]
+fn geo_lookup_cli_shows_the_bundled_asn_and_organisation() {
+    let expect = [
+        ("8.8.8.8", 15_169_u64, "Google LLC"),
+        ("1.1.1.1", 13_335, "Cloudflare, Inc."),
+        ("200.147.0.1", 7_162, "Universo Online S.A."),
+    ];
+    for (ip, asn, org) in expect {
+        let text = lookup(&[ip]);
+        assert!(text.contains(&format!("asn:        {asn}\n")), "{text}");
+        assert!(text.contains(&format!("org:        {org}\n")), "{text}");
+        assert!(text.contains(&format!("x-client-asn: {asn}\n")), "{text}");
+        let j = lookup_json(&[ip]);
+        assert_eq!(
+            (j["asn"].as_u64(), j["asn_org"].as_str()),
+            (Some(asn), Some(org))
+        );
+        let source = j["asn_source"].as_str().unwrap();
+        assert_eq!(source, "bundled ip-location-db asn database", "{j}");
+    }
+    let j = lookup_json(&["200.147.0.1"]);
+    assert_eq!(j["country"], "BR", "{j}");
+    let j = lookup_json(&["2606:4700:4700::1111"]);
+    assert_eq!(j["asn"], 13_335, "{j}");
 }
 
 #[test]
@@ -308,7 +349,10 @@ fn geo_lookup_cli_with_a_config_of_either_shape() {
         &std::fs::read_to_string(&nested)
             .unwrap()
             .replace("nested.mmdb", "flat.mmdb")
-            .replace("asn_db = \"asn.mmdb\"\n", "country_header = \"X-Geo\"\n"),
+            .replace(
+                "asn_db = \"asn.mmdb\"\n",
+                "asn_db = \"\"\ncountry_header = \"X-Geo\"\n",
+            ),
     );
     let j = lookup_json(&["203.0.113.5", "--config", flat_cfg.to_str().unwrap()]);
     assert_eq!(j["country"], "JP", "{j}");

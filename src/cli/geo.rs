@@ -2,7 +2,7 @@
 //!
 //! With `--config`, the config is loaded as `levee run` would load it (so its `[geo]`
 //! databases, `enabled` and header names apply, and an invalid config is refused the same
-//! way); without it, the bundled country database and the default settings are used.
+//! way); without it, the bundled country and ASN databases and the default settings are used.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -82,7 +82,7 @@ impl Report {
 
     fn asn_source(&self) -> String {
         match (&self.asn_db, self.asn, self.enabled) {
-            (None, _, _) => "no ASN database configured ([geo] asn_db)".to_string(),
+            (None, _, _) => "none ([geo] asn_db = \"\")".to_string(),
             (Some(db), _, false) => format!("not looked up ([geo] enabled = false); {db}"),
             (Some(db), Some(_), true) => db.to_string(),
             (Some(db), None, true) => format!("no record in {db}"),
@@ -116,7 +116,7 @@ impl Report {
 
     fn json(&self) -> serde_json::Value {
         let origin = |o: &DbOrigin| match o {
-            DbOrigin::Bundled => json!({ "bundled": true, "name": o.to_string() }),
+            DbOrigin::Bundled(name) => json!({ "bundled": true, "name": name }),
             DbOrigin::File(path) => json!({ "bundled": false, "path": path.display().to_string() }),
         };
         let mut headers = serde_json::Map::new();
@@ -144,6 +144,8 @@ impl Report {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests may panic
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[test]
@@ -153,14 +155,29 @@ mod tests {
         let r = Report::new(&geo, &on, "8.8.8.8".parse().unwrap());
         let text = r.text();
         assert!(text.contains("country:    US (index "), "{text}");
-        assert!(text.contains("asn:        unknown"), "{text}");
+        assert!(text.contains("asn:        15169\n"), "{text}");
+        assert!(text.contains("org:        Google LLC\n"), "{text}");
         assert!(text.contains("bundled iptoasn-country database"), "{text}");
+        assert!(
+            text.contains("asn db:     bundled ip-location-db asn"),
+            "{text}"
+        );
         assert!(text.contains("x-client-country: US"), "{text}");
+        assert!(text.contains("x-client-asn: 15169"), "{text}");
         let j = r.json();
         assert_eq!(j["country"], "US");
         assert_eq!(j["country_db"]["bundled"], true);
+        assert_eq!(j["asn_db"]["bundled"], true);
         assert_eq!(j["headers"]["x-client-country"], "US");
-        assert!(j["asn"].is_null());
+        assert_eq!(j["asn"], 15169);
+        assert_eq!(j["asn_org"], "Google LLC");
+
+        let no_asn = GeoDb::new(Arc::clone(geo.country_db()), None);
+        let r = Report::new(&no_asn, &on, "8.8.8.8".parse().unwrap());
+        assert_eq!(
+            (r.asn, r.asn_source().as_str()),
+            (None, "none ([geo] asn_db = \"\")")
+        );
 
         let r = Report::new(&geo, &on, "10.0.0.1".parse().unwrap());
         assert_eq!((r.country, r.country_index), ("ZZ", 0));

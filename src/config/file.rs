@@ -98,7 +98,8 @@ pub struct RawStats {
 pub struct RawGeo {
     /// Country database; relative to the config file's directory. Default: the bundled one.
     pub country_db: Option<PathBuf>,
-    /// ASN database (GeoLite2-ASN shape); relative to the config file's directory. Default: none.
+    /// ASN database (GeoLite2-ASN shape); relative to the config file's directory; `""` for
+    /// none. Default: the bundled one.
     pub asn_db: Option<PathBuf>,
     /// Whether clients are looked up at all. Default: true.
     pub enabled: Option<bool>,

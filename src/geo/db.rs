@@ -5,6 +5,9 @@
 //! truncated or rewritten in place while mapped is undefined behaviour, in practice SIGBUS),
 //! and this crate forbids `unsafe`. A reload that finds a file unchanged (same device, inode,
 //! size, mtime and ctime) shares the previous snapshot's reader instead of reading it again.
+//! The bundled databases ([`BUNDLED_COUNTRY_DB`], [`BUNDLED_ASN_DB`]) are not copied either:
+//! they sit in the executable's read-only data, and only the pages a lookup walks are read in
+//! (file-backed and clean, shared by every levee process running the same binary).
 //!
 //! A database is checked when it is opened: it must parse as a MaxMind DB, and some record
 //! must have the expected shape (probed at well-known public addresses, then among the first
@@ -28,8 +31,15 @@ use serde::Deserialize;
 /// The bundled country database (ip-location-db's iptoasn-country, PDDL; see data/README.md).
 pub static BUNDLED_COUNTRY_DB: &[u8] = include_bytes!("../../data/iptoasn-country.mmdb");
 
-/// How the bundled database is named in messages.
+/// How the bundled country database is named in messages.
 pub const BUNDLED_COUNTRY_DB_NAME: &str = "bundled iptoasn-country database";
+
+/// The bundled ASN database (ip-location-db's asn: RouteViews, NRO and DB-IP data, CC BY 4.0,
+/// converted to MaxMind DB by data/build-asn-mmdb.py; see data/README.md).
+pub static BUNDLED_ASN_DB: &[u8] = include_bytes!("../../data/ip-location-db-asn.mmdb");
+
+/// How the bundled ASN database is named in messages.
+pub const BUNDLED_ASN_DB_NAME: &str = "bundled ip-location-db asn database";
 
 /// Addresses whose records are checked first for the database's shape: public resolvers,
 /// present in any world-wide database.
@@ -86,8 +96,8 @@ pub enum GeoError {
 /// Where a database was loaded from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DbOrigin {
-    /// The database compiled into the binary.
-    Bundled,
+    /// A database compiled into the binary, by its name in messages.
+    Bundled(&'static str),
     /// A file, as resolved against the config file's directory.
     File(PathBuf),
 }
@@ -95,7 +105,7 @@ pub enum DbOrigin {
 impl fmt::Display for DbOrigin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DbOrigin::Bundled => f.write_str(BUNDLED_COUNTRY_DB_NAME),
+            DbOrigin::Bundled(name) => f.write_str(name),
             DbOrigin::File(path) => write!(f, "{}", path.display()),
         }
     }
@@ -131,7 +141,7 @@ impl GeoInfo<'_> {
 }
 
 /// The GeoIP databases of one snapshot: a country database (always) and an ASN database
-/// (when configured). Cheap to clone.
+/// (unless turned off). Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct GeoDb {
     country: Arc<CountryDb>,
@@ -144,9 +154,10 @@ impl GeoDb {
         Self { country, asn }
     }
 
-    /// The bundled country database and no ASN database.
+    /// The bundled country and ASN databases.
     pub fn bundled() -> Result<Self, GeoError> {
-        Ok(Self::new(Arc::new(CountryDb::bundled()?), None))
+        let asn = Arc::new(AsnDb::bundled()?);
+        Ok(Self::new(Arc::new(CountryDb::bundled()?), Some(asn)))
     }
 
     /// Country and ASN of `ip`. An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, as a dual-stack
@@ -186,8 +197,12 @@ pub struct CountryDb {
 impl CountryDb {
     /// The database compiled into the binary (no copy: the reader borrows the static bytes).
     pub fn bundled() -> Result<Self, GeoError> {
-        let db = Mmdb::from_bytes(DbBytes::Static(BUNDLED_COUNTRY_DB), DbOrigin::Bundled, None)?;
-        Self::checked(db)
+        let origin = DbOrigin::Bundled(BUNDLED_COUNTRY_DB_NAME);
+        Self::checked(Mmdb::from_bytes(
+            DbBytes::Static(BUNDLED_COUNTRY_DB),
+            origin,
+            None,
+        )?)
     }
 
     /// Opens and checks the file at `path`. When `reuse` was opened from the same path and the
@@ -246,7 +261,8 @@ pub struct AsnDb {
     db: Mmdb,
 }
 
-/// The fields of a GeoLite2-ASN record; the organisation borrows from the database.
+/// The fields of a GeoLite2-ASN record (the bundled database has the same shape); the
+/// organisation borrows from the database.
 #[derive(Deserialize)]
 struct AsnRecord<'a> {
     autonomous_system_number: Option<u32>,
@@ -255,6 +271,16 @@ struct AsnRecord<'a> {
 }
 
 impl AsnDb {
+    /// The ASN database compiled into the binary (no copy: the reader borrows the static bytes).
+    pub fn bundled() -> Result<Self, GeoError> {
+        let origin = DbOrigin::Bundled(BUNDLED_ASN_DB_NAME);
+        Self::checked(Mmdb::from_bytes(
+            DbBytes::Static(BUNDLED_ASN_DB),
+            origin,
+            None,
+        )?)
+    }
+
     /// Opens and checks the file at `path`, or returns `reuse` when it is the same unchanged
     /// file (see [`CountryDb::open`]).
     pub fn open(path: &Path, reuse: Option<&Arc<AsnDb>>) -> Result<Arc<Self>, GeoError> {
@@ -448,18 +474,34 @@ mod tests {
     fn bundled_database_tags_public_addresses() {
         let geo = GeoDb::bundled().unwrap();
         assert_eq!(geo.country_db().shape(), CountryShape::Flat);
-        assert_eq!(geo.country_db().origin(), &DbOrigin::Bundled);
+        let bundled = DbOrigin::Bundled(BUNDLED_COUNTRY_DB_NAME);
+        assert_eq!(geo.country_db().origin(), &bundled);
         let info = geo.lookup(ip("8.8.8.8"));
         assert_eq!(info.country_str(), Some("US"));
-        assert_eq!(info.asn, None, "no ASN database configured");
+        assert_eq!((info.asn, info.asn_org), (Some(15169), Some("Google LLC")));
         assert_eq!(geo.lookup(ip("193.0.6.139")).country, Some(*b"NL"));
         assert_eq!(geo.lookup(ip("2001:4860:4860::8888")).country, Some(*b"US"));
     }
 
     #[test]
+    fn bundled_asn_database_covers_ipv4_and_ipv6() {
+        let geo = GeoDb::bundled().unwrap();
+        let asn = geo.asn_db().unwrap();
+        assert_eq!(asn.origin(), &DbOrigin::Bundled(BUNDLED_ASN_DB_NAME));
+        assert_eq!(asn.metadata().ip_version, 6);
+        let cloudflare = (Some(13335), Some("Cloudflare, Inc."));
+        assert_eq!(asn.asn(ip("1.1.1.1")), cloudflare);
+        assert_eq!(asn.asn(ip("2606:4700:4700::1111")), cloudflare);
+        assert_eq!(asn.asn(ip("2001:4860:4860::8888")).0, Some(15169));
+        let info = geo.lookup(ip("200.147.0.1"));
+        assert_eq!((info.country_str(), info.asn), (Some("BR"), Some(7162)));
+    }
+
+    #[test]
     fn mapped_ipv4_is_looked_up_as_ipv4() {
         let geo = GeoDb::bundled().unwrap();
-        assert_eq!(geo.lookup(ip("::ffff:8.8.8.8")).country, Some(*b"US"));
+        let info = geo.lookup(ip("::ffff:8.8.8.8"));
+        assert_eq!((info.country, info.asn), (Some(*b"US"), Some(15169)));
     }
 
     #[test]

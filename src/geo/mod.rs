@@ -2,9 +2,10 @@
 //!
 //! The databases are MaxMind DB (`.mmdb`) files. They are opened and checked while a snapshot
 //! is built (`config::validate`), so a snapshot that exists holds usable readers and a reload
-//! naming a bad file is refused. The country database defaults to the bundled iptoasn-country
-//! snapshot (`data/iptoasn-country.mmdb`, public domain, compiled into the binary); the ASN
-//! database is optional.
+//! naming a bad file is refused. Both default to snapshots compiled into the binary: the
+//! country database to iptoasn-country (`data/iptoasn-country.mmdb`, public domain), the ASN
+//! database to ip-location-db's asn (`data/ip-location-db-asn.mmdb`, CC BY 4.0), which
+//! `[geo] asn_db = ""` turns off.
 //!
 //! - [`db`]: [`GeoDb`] (the readers of one snapshot) and its allocation-free
 //!   [`GeoDb::lookup`].

@@ -199,7 +199,8 @@ mod tests {
         let t = tag(&geo, ip("8.8.8.8"));
         assert_eq!(t.country_code(), "US");
         assert_eq!(t.country_header, "US");
-        assert_eq!(t.asn, None);
+        assert_eq!(t.asn, Some(15_169));
+        assert_eq!(t.asn_header.as_ref().unwrap(), "15169");
     }
 
     #[test]

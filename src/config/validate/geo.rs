@@ -2,9 +2,9 @@
 //! missing, unreadable or wrong kind of file is refused with the key that names it.
 //!
 //! Paths resolve against the config file's directory, as certificates do. Without
-//! `country_db` the bundled database is used; without `asn_db` there is no ASN tagging. On a
-//! reload, a database whose file has not changed is shared with the running snapshot instead
-//! of being read again (`geo::db`).
+//! `country_db` or `asn_db` the bundled database of that kind is used; `asn_db = ""` means no
+//! ASN database (no ASN tagging). On a reload, a bundled database, or one whose file has not
+//! changed, is shared with the running snapshot instead of being read again (`geo::db`).
 //!
 //! The tagging settings (`enabled`, `country_header`, `asn_header`) become a
 //! [`GeoSettings`]; the header names are built here, once per snapshot.
@@ -50,7 +50,7 @@ pub(super) fn build_geo(
     let country = match &raw.country_db {
         // The bundled database never changes: a reload keeps the running reader.
         None => match previous_country {
-            Some(db) if db.origin() == &DbOrigin::Bundled => Ok(Arc::clone(db)),
+            Some(db) if matches!(db.origin(), DbOrigin::Bundled(_)) => Ok(Arc::clone(db)),
             _ => CountryDb::bundled()
                 .map(Arc::new)
                 .map_err(|e| e.to_string()),
@@ -59,11 +59,18 @@ pub(super) fn build_geo(
             .and_then(|path| CountryDb::open(&path, previous_country).map_err(|e| e.to_string())),
     };
     let country = country.map_err(|reason| s.add("country_db", reason)).ok();
+    let previous_asn = previous.and_then(GeoDb::asn_db);
     let asn = match &raw.asn_db {
-        None => Ok(None),
+        None => match previous_asn {
+            Some(db) if matches!(db.origin(), DbOrigin::Bundled(_)) => Ok(Some(Arc::clone(db))),
+            _ => AsnDb::bundled()
+                .map(|db| Some(Arc::new(db)))
+                .map_err(|e| e.to_string()),
+        },
+        // The way to turn the bundled default off.
+        Some(path) if path.as_os_str().is_empty() => Ok(None),
         Some(path) => resolve(path, base_dir).and_then(|path| {
-            let reuse = previous.and_then(GeoDb::asn_db);
-            AsnDb::open(&path, reuse)
+            AsnDb::open(&path, previous_asn)
                 .map(Some)
                 .map_err(|e| e.to_string())
         }),

@@ -1,4 +1,4 @@
-//! `[geo]` tests: the bundled default, bad paths and wrong kinds of database refused on the
+//! `[geo]` tests: the bundled defaults (and `asn_db = ""`), bad paths and wrong kinds of database refused on the
 //! right key, both country record shapes, ASN records, relative paths, and reuse on reload.
 //! Fixture databases are written with `mmdb-writer` over documentation ranges.
 #![allow(clippy::unwrap_used)] // tests may panic
@@ -12,6 +12,7 @@ use mmdb_writer::{Value, Writer};
 
 use crate::config::validate::test_support::{MINIMAL as BASE, context};
 use crate::config::{BuildContext, ConfigError, ConfigErrors, Snapshot, load_str};
+use crate::geo::db::{BUNDLED_ASN_DB_NAME, BUNDLED_COUNTRY_DB_NAME};
 use crate::geo::{CountryShape, DbOrigin};
 
 fn ctx(base_dir: &Path, previous: Option<Arc<Snapshot>>) -> BuildContext {
@@ -96,10 +97,16 @@ fn asn(number: u32, org: &str) -> Value {
 fn default_is_the_bundled_database_and_tags_a_public_address() {
     let snap = load(BASE, Path::new("."));
     let country = snap.geo.country_db();
-    assert_eq!(country.origin(), &DbOrigin::Bundled);
+    assert_eq!(
+        country.origin(),
+        &DbOrigin::Bundled(BUNDLED_COUNTRY_DB_NAME)
+    );
     assert_eq!(country.shape(), CountryShape::Flat);
-    assert!(snap.geo.asn_db().is_none());
-    assert_eq!(snap.geo.lookup(ip("8.8.8.8")).country_str(), Some("US"));
+    let asn = snap.geo.asn_db().unwrap();
+    assert_eq!(asn.origin(), &DbOrigin::Bundled(BUNDLED_ASN_DB_NAME));
+    let info = snap.geo.lookup(ip("8.8.8.8"));
+    assert_eq!(info.country_str(), Some("US"));
+    assert_eq!((info.asn, info.asn_org), (Some(15_169), Some("Google LLC")));
     assert_eq!(snap.geo.lookup(ip("193.0.6.139")).country, Some(*b"NL"));
     assert_eq!(snap.geo.lookup(ip("127.0.0.1")).country, None);
     let snap = Arc::new(snap);
@@ -108,6 +115,22 @@ fn default_is_the_bundled_database_and_tags_a_public_address() {
         snap.geo.country_db(),
         reloaded.geo.country_db()
     ));
+    assert!(Arc::ptr_eq(
+        snap.geo.asn_db().unwrap(),
+        reloaded.geo.asn_db().unwrap()
+    ));
+}
+
+#[test]
+fn empty_asn_db_turns_the_bundled_one_off() {
+    let off = with_geo("asn_db = \"\"");
+    let snap = Arc::new(load(&off, Path::new(".")));
+    assert!(snap.geo.asn_db().is_none());
+    let info = snap.geo.lookup(ip("8.8.8.8"));
+    assert_eq!((info.country_str(), info.asn), (Some("US"), None));
+    // A reload back to the default opens the bundled one again.
+    let on = load_str(BASE, &ctx(Path::new("."), Some(snap))).unwrap();
+    assert_eq!(on.geo.lookup(ip("8.8.8.8")).asn, Some(15_169));
 }
 
 #[test]
