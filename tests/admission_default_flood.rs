@@ -90,7 +90,7 @@ async fn hello_once(hellos: &Hellos, to: SocketAddr, counts: &FloodCounts) {
         _ => &counts.not_tls,
     };
     counter.fetch_add(1, Ordering::Relaxed);
-    let _ = tcp.set_linger(Some(Duration::ZERO));
+    let _ = socket2::SockRef::from(&tcp).set_linger(Some(Duration::ZERO));
 }
 
 /// New TLS connections with a GET from `from`, one every 50 ms, `count` of them.
