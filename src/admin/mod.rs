@@ -2,6 +2,7 @@
 //! (`client`), used by `levee reload` and `levee top`.
 
 pub mod client;
+mod dashboard;
 mod pools;
 mod procfs;
 mod prom_admission;
