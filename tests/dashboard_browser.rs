@@ -156,7 +156,7 @@ async fn dashboard_in_chromium_names_a_surging_country_within_two_seconds() {
         let state = tokio::task::block_in_place(|| {
             cdp.eval(
                 "[document.readyState, location.href, \
-                  document.getElementById('status').textContent, \
+                  document.getElementById('status')?.textContent, \
                   Array.from(document.querySelectorAll('#rows .code')).map(e => e.textContent)]",
             )
         });
@@ -244,13 +244,26 @@ async fn dashboard_in_chromium_names_a_surging_country_within_two_seconds() {
     });
     stop.store(true, Ordering::Relaxed);
 
-    let errors = console_errors(&cdp.events);
-    assert_eq!(errors, Vec::<String>::new(), "console errors");
     let console: Vec<&Value> = cdp
         .events
         .iter()
         .filter(|e| e["method"] == "Runtime.consoleAPICalled" || e["method"] == "Log.entryAdded")
         .collect();
     println!("console messages: {console:?}");
+    let errors = console_errors(&cdp.events);
+    assert_eq!(errors, Vec::<String>::new(), "console errors");
+    // The check sees what it looks for: a console.error and an uncaught exception of ours.
+    tokio::task::block_in_place(|| {
+        cdp.events.clear();
+        cdp.eval("console.error('levee-probe'); setTimeout(() => { throw new Error('levee-probe'); }, 0); 1");
+        std::thread::sleep(Duration::from_millis(200));
+        cdp.eval("1");
+    });
+    let probes = console_errors(&cdp.events);
+    assert_eq!(probes.len(), 2, "{:?}", cdp.events);
+    assert!(
+        probes.iter().all(|p| p.contains("levee-probe")),
+        "{probes:?}"
+    );
     drop(browser);
 }

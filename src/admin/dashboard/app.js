@@ -9,7 +9,6 @@
   const POLL_MS = 500;
   // Without an answer for this long the figures are marked stale.
   const STALE_MS = 3000;
-  const TOKEN_KEY = 'levee.admin.token';
   const SVG_NS = 'http://www.w3.org/2000/svg';
 
   const $ = (id) => document.getElementById(id);
@@ -24,29 +23,16 @@
   let lastOk = 0;
   let lastError = '';
 
-  // The token from ?token= (then out of the address bar and history), else this tab's.
+  // The token from ?token=, then out of the address bar and history. It stays in this
+  // page's memory only: the page itself needs the token too, so a reload goes through the
+  // link again and nothing would read a stored copy.
   function takeToken() {
     const url = new URL(window.location.href);
     const given = url.searchParams.get('token');
-    if (given !== null) {
-      url.searchParams.delete('token');
-      window.history.replaceState(null, '', url.pathname + url.search + url.hash);
-      store(given);
-      return given;
-    }
-    try {
-      return window.sessionStorage.getItem(TOKEN_KEY);
-    } catch (_) {
-      return null;
-    }
-  }
-
-  function store(t) {
-    try {
-      window.sessionStorage.setItem(TOKEN_KEY, t);
-    } catch (_) {
-      // Storage refused (private mode): the token lives in memory for this page.
-    }
+    if (given === null) return null;
+    url.searchParams.delete('token');
+    window.history.replaceState(null, '', url.pathname + url.search + url.hash);
+    return given;
   }
 
   let names = null;
@@ -262,7 +248,9 @@
       tr.appendChild(spark);
       tr.appendChild(cell('conn/s', rate(r.conn_rate_10s), 'num'));
       tr.appendChild(cell('baseline', rate(r.baseline), 'num'));
-      tr.appendChild(cell('ratio', ratio(r.spike_ratio), 'num'));
+      // Before the baseline has seen a few seconds there is no ratio to show.
+      const warm = (num(r.baseline) || 0) > 0 || (num(r.spike_ratio) || 0) > 0;
+      tr.appendChild(cell('ratio', warm ? ratio(r.spike_ratio) : '-', 'num'));
       tr.appendChild(cell('resumed', percent(r.resumed_share), 'num'));
       tr.appendChild(cell('hs p99', ms(r.handshake_p99_ms), 'num'));
       const shed = num(r.shed_rate_1s) || 0;
@@ -304,12 +292,14 @@
   }
 
   async function poll() {
+    let delay = POLL_MS;
     const headers = token ? { Authorization: 'Bearer ' + token } : {};
     try {
       const r = await fetch('/stats', { headers: headers, cache: 'no-store', credentials: 'omit' });
       if (r.status === 401) {
         lastError = 'unauthorized: give the admin token';
         $('login').hidden = false;
+        delay = 2000;
       } else if (!r.ok) {
         lastError = '/stats answered ' + r.status;
       } else {
@@ -323,7 +313,7 @@
       lastError = 'cannot reach levee';
     }
     refreshStatus();
-    window.setTimeout(poll, POLL_MS);
+    window.setTimeout(poll, delay);
   }
 
   function start() {
@@ -332,7 +322,6 @@
       const t = $('token').value.trim();
       if (t) {
         token = t;
-        store(t);
         $('token').value = '';
       }
     });

@@ -7,9 +7,9 @@
 //! **Token.** With `[admin] token` set, the page itself needs the token, as every endpoint
 //! but `/healthz` does: as `Authorization: Bearer TOKEN`, or, because a browser cannot set
 //! a header when it navigates, as `/dashboard?token=TOKEN` (accepted on this one path only).
-//! The page then moves the token into `sessionStorage` (this tab only), removes it from the
-//! address bar and history with `history.replaceState`, and sends it as `Authorization:
-//! Bearer` on each `/stats` fetch. `Referrer-Policy: no-referrer` keeps it out of any
+//! The page then keeps the token in memory only (no storage, no cookie), removes it from
+//! the address bar and history with `history.replaceState`, and sends it as
+//! `Authorization: Bearer` on each `/stats` fetch. `Referrer-Policy: no-referrer` keeps it out of any
 //! referrer. The assets (`/dashboard/app.js`, `/dashboard/style.css`,
 //! `/dashboard/favicon.svg`) are served without the token: they hold no data (the same
 //! bytes are in every levee binary) and a `<script src>` cannot send a header, so guarding
