@@ -12,11 +12,12 @@ use common::*;
 const TOKEN: &str = "dash-token-0123456789";
 
 /// (route, content type) of everything the dashboard serves.
-const ROUTES: [(&str, &str); 4] = [
+const ROUTES: [(&str, &str); 5] = [
     ("/dashboard", "text/html; charset=utf-8"),
     ("/dashboard/app.js", "text/javascript; charset=utf-8"),
     ("/dashboard/style.css", "text/css; charset=utf-8"),
     ("/dashboard/favicon.svg", "image/svg+xml"),
+    ("/dashboard/world.json", "application/json"),
 ];
 
 /// The one absolute URL allowed: the SVG namespace, a name that is never fetched.
@@ -95,6 +96,14 @@ async fn dashboard_is_served_with_its_headers_and_no_external_reference() {
         .await
         .text();
     assert!(app.contains("'/stats'") && app.contains("Bearer"), "{app}");
+    assert!(app.contains("'/dashboard/world.json'"), "the map");
+    let world = admin_request(&levee, "GET", "/dashboard/world.json", None).await;
+    let world: serde_json::Value = serde_json::from_slice(&world.body).unwrap();
+    let shapes = world["countries"].as_object().unwrap();
+    assert!(shapes.len() > 150, "{}", shapes.len());
+    for code in ["BR", "DE", "JP", "US", "IN"] {
+        assert!(shapes[code].as_str().unwrap().starts_with('M'), "{code}");
+    }
     assert!(
         !app.contains("innerHTML"),
         "text goes in with textContent only"
@@ -109,7 +118,7 @@ async fn dashboard_is_served_with_its_headers_and_no_external_reference() {
 #[test]
 fn embedded_sources_reference_nothing_external() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/admin/dashboard");
-    let mut seen = 0;
+    let (mut seen, mut bytes) = (0, 0);
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "rs") {
@@ -123,7 +132,9 @@ fn embedded_sources_reference_nothing_external() {
             path.display()
         );
         seen += 1;
+        bytes += text.len();
     }
+    assert!(bytes < 300_000, "the dashboard embeds {bytes} bytes");
     assert_eq!(seen, ROUTES.len(), "every embedded file is checked");
 }
 

@@ -2,7 +2,7 @@
 //! over the DevTools protocol, opens `/dashboard?token=…` of a levee with `[admin] token`
 //! while three countries send steady traffic; then a BR surge starts. Checked: the token
 //! leaves the address bar, the page shows the countries, the banner names BR within 2 s of
-//! the surge's onset, the page fits 1366x768 and a 390 px phone without sideways
+//! the surge's onset, the world map shades BR as spiking, the page fits 1366x768 and a 390 px phone without sideways
 //! scrolling, and the console has no error and no uncaught exception from start to end.
 //! Screenshots at both sizes are saved under `$CARGO_TARGET_DIR/artifacts/` (else
 //! `target/artifacts/`).
@@ -237,6 +237,13 @@ async fn dashboard_in_chromium_names_a_surging_country_within_two_seconds() {
     // A second of the surge on screen, then both sizes.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     tokio::task::block_in_place(|| {
+        // The map is drawn, BR in red.
+        let hot = cdp
+            .eval("Array.from(document.querySelectorAll('#map path.hot')).map(p => p.textContent)");
+        assert!(
+            hot[0].as_str().unwrap_or_default().starts_with("Brazil"),
+            "{hot}"
+        );
         screenshot(&mut cdp, 1366, 768, "dashboard-1366x768.png");
         screenshot(&mut cdp, 390, 844, "dashboard-390x844.png");
         // A last command reads every event the page sent until now.

@@ -261,12 +261,60 @@
     $('empty').hidden = rows.length > 0;
   }
 
+  // The world map: country code -> its path, once world.json has loaded.
+  const shapes = new Map();
+  let lastRows = [];
+
+  async function loadMap() {
+    try {
+      const r = await fetch('/dashboard/world.json', { cache: 'no-store', credentials: 'omit' });
+      if (!r.ok) return;
+      const world = await r.json();
+      const svg = document.createElementNS(SVG_NS, 'svg');
+      svg.setAttribute('viewBox', '0 0 ' + world.width + ' ' + world.height);
+      svg.setAttribute('class', 'world');
+      svg.setAttribute('role', 'img');
+      svg.setAttribute('aria-label', 'world map shaded by connection rate');
+      for (const [code, d] of Object.entries(world.countries || {})) {
+        const p = document.createElementNS(SVG_NS, 'path');
+        p.setAttribute('d', d);
+        p.setAttribute('class', 'land');
+        const title = document.createElementNS(SVG_NS, 'title');
+        title.textContent = code;
+        p.appendChild(title);
+        svg.appendChild(p);
+        shapes.set(code, p);
+      }
+      $('map').appendChild(svg);
+      $('map').hidden = false;
+      renderMap(lastRows);
+    } catch (_) {
+      // The page works without its map.
+    }
+  }
+
+  // Shades each country in five steps of log(rate), relative to the busiest; spiking red.
+  function renderMap(rows) {
+    if (shapes.size === 0) return;
+    const rates = new Map(rows.map((r) => [r.country, r]));
+    const top = Math.log1p(Math.max(0, ...rows.map((r) => num(r.conn_rate_10s) || 0)));
+    for (const [code, p] of shapes) {
+      const r = rates.get(code);
+      const v = r ? num(r.conn_rate_10s) || 0 : 0;
+      const level = v > 0 && top > 0 ? Math.max(1, Math.ceil((4 * Math.log1p(v)) / top)) : 0;
+      p.setAttribute('class', 'land l' + level + (r && r.spiking ? ' hot' : ''));
+      p.firstChild.textContent = countryName(code) + (r ? ': ' + rate(v) + ' conn/s' : '');
+    }
+  }
+
   function render(doc) {
     const rows = Array.isArray(doc.countries) ? doc.countries : [];
+    lastRows = rows;
     renderBanner(doc, rows);
     renderTotals(doc);
     renderAdmission(doc);
     renderCountries(rows);
+    renderMap(rows);
   }
 
   function setStatus(kind, text) {
@@ -327,6 +375,7 @@
     });
     window.setInterval(refreshStatus, 1000);
     poll();
+    loadMap();
   }
 
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);

@@ -11,9 +11,14 @@
 //! the address bar and history with `history.replaceState`, and sends it as
 //! `Authorization: Bearer` on each `/stats` fetch. `Referrer-Policy: no-referrer` keeps it out of any
 //! referrer. The assets (`/dashboard/app.js`, `/dashboard/style.css`,
-//! `/dashboard/favicon.svg`) are served without the token: they hold no data (the same
+//! `/dashboard/favicon.svg`, `/dashboard/world.json`) are served without the token: they hold no data (the same
 //! bytes are in every levee binary) and a `<script src>` cannot send a header, so guarding
 //! them would mean putting the token in more URLs.
+//!
+//! **Map.** `world.json` holds one SVG path per country (ISO alpha-2 code), from Natural
+//! Earth's 1:110m countries (public domain) as npm `world-atlas` 2.0.2 packages them (ISC),
+//! projected by `tools/dashboard_world_map.mjs` (which says how to run it again); about
+//! 70 KB.
 //!
 //! **Headers.** A strict `Content-Security-Policy` (`default-src 'none'`; scripts, styles,
 //! images and fetches from the admin origin only; no inline script or style; no framing),
@@ -38,7 +43,7 @@ struct Asset {
     body: &'static str,
 }
 
-const ASSETS: [Asset; 4] = [
+const ASSETS: [Asset; 5] = [
     Asset {
         path: PAGE,
         content_type: "text/html; charset=utf-8",
@@ -53,6 +58,11 @@ const ASSETS: [Asset; 4] = [
         path: "/dashboard/style.css",
         content_type: "text/css; charset=utf-8",
         body: include_str!("style.css"),
+    },
+    Asset {
+        path: "/dashboard/world.json",
+        content_type: "application/json",
+        body: include_str!("world.json"),
     },
     Asset {
         path: "/dashboard/favicon.svg",
