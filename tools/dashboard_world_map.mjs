@@ -9,7 +9,7 @@
 //       topojson-client@3.1.0 i18n-iso-countries@7.14.0
 //   NODE_PATH=/tmp/wmap/node_modules node tools/dashboard_world_map.mjs   # from the repo root
 import { createRequire } from 'node:module';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 const require = createRequire(path.join(process.env.NODE_PATH || '.', 'x.js'));
@@ -51,8 +51,11 @@ for (const f of topojson.feature(world, world.objects.countries).features) {
   const d = polygons.flatMap((poly) => poly.map(ring)).join('');
   if (d) shapes[code] = (shapes[code] || '') + d;
 }
+// world-atlas's ISC notice travels with the shapes (in the file, so in the binary too).
+const license = readFileSync(require.resolve('world-atlas/LICENSE'), 'utf8').trim();
 const out = {
   source: 'Natural Earth 1:110m (public domain) via npm world-atlas 2.0.2 (ISC)',
+  license,
   width: 360 * K,
   height: (NORTH - SOUTH) * K,
   countries: shapes,
