@@ -175,6 +175,11 @@
         item.appendChild(
           el('p', 'spike-asns', 'top ASNs: ' + (asns.length ? asns.slice(0, 5).map(asnText).join(' \u00b7 ') : 'none known')),
         );
+        // Fresh clients (no resumption) and slow handshakes tell a flood from a crowd.
+        const usual = row && num(row.resumed_share_baseline) !== null ? ' (usually ' + percent(row.resumed_share_baseline) + ')' : '';
+        item.appendChild(
+          el('p', 'spike-handshakes', 'handshakes: resumed ' + percent(s.resumed_share) + usual + ', p99 ' + ms(s.handshake_p99_ms)),
+        );
         item.appendChild(el('p', 'spike-admission', 'admission: ' + admissionFor(s.country, doc, row)));
         return item;
       });
