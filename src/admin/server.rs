@@ -11,8 +11,8 @@
 //!
 //! With `[admin] token` set, every endpoint but `/healthz` and the dashboard's assets needs
 //! `Authorization: Bearer TOKEN` (`/dashboard` also takes `?token=TOKEN`), else 401 with
-//! `WWW-Authenticate: Bearer`. The token is read from the snapshot
-//! serving now (a reload can set or change it) and compared in constant time.
+//! `WWW-Authenticate: Bearer`. The token is read from the snapshot serving now (a reload
+//! can set or change it) and compared in constant time.
 //!
 //! Slow or idle clients cannot pile up: a request head must arrive within
 //! `HEADER_TIMEOUT`, a connection lives at most `CONNECTION_LIFETIME`, and at most
