@@ -1,7 +1,9 @@
-//! The admin API, served on the control thread (never on a worker), and its HTTP client
+//! The admin API, served on the control thread (never on a worker), its embedded browser
+//! page (`dashboard`, a client of `/stats` like `levee top`), and its HTTP client
 //! (`client`), used by `levee reload` and `levee top`.
 
 pub mod client;
+mod dashboard;
 mod pools;
 mod procfs;
 mod prom_admission;

@@ -6,10 +6,13 @@
 //! - `GET /metrics`: all of the above in the Prometheus text format, version 0.0.4 (see
 //!   `prometheus`).
 //! - `POST /reload`: reloads the config file; the report as JSON.
+//! - `GET /dashboard`: the live page for a browser, and its assets under `/dashboard/`
+//!   (see `dashboard`).
 //!
-//! With `[admin] token` set, every endpoint but `/healthz` needs `Authorization: Bearer
-//! TOKEN`, else 401 with `WWW-Authenticate: Bearer`. The token is read from the snapshot
-//! serving now (a reload can set or change it) and compared in constant time.
+//! With `[admin] token` set, every endpoint but `/healthz` and the dashboard's assets needs
+//! `Authorization: Bearer TOKEN` (`/dashboard` also takes `?token=TOKEN`), else 401 with
+//! `WWW-Authenticate: Bearer`. The token is read from the snapshot serving now (a reload
+//! can set or change it) and compared in constant time.
 //!
 //! Slow or idle clients cannot pile up: a request head must arrive within
 //! `HEADER_TIMEOUT`, a connection lives at most `CONNECTION_LIFETIME`, and at most
@@ -30,6 +33,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use super::dashboard;
 use super::state::AdminState;
 
 /// Time allowed to receive a whole request head, from the moment one is waited for.
@@ -83,7 +87,8 @@ pub async fn serve_admin(listener: TcpListener, state: AdminState, shutdown: Can
 
 async fn respond(req: &Request<Incoming>, state: &AdminState) -> Response<Full<Bytes>> {
     let path = req.uri().path();
-    if path != "/healthz" && !authorized(req, state.config.load().admin.token.as_deref()) {
+    let open = path == "/healthz" || dashboard::is_public_asset(path);
+    if !open && !authorized_for(req, state.config.load().admin.token.as_deref()) {
         let mut r = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
         r.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -97,7 +102,13 @@ async fn respond(req: &Request<Incoming>, state: &AdminState) -> Response<Full<B
         (&Method::GET, "/pools") => json(super::pools_json(&state.config.load())),
         (&Method::GET, "/metrics") => metrics(state),
         (&Method::POST, "/reload") => reload(state).await,
+        (&Method::GET, p) if dashboard::is_route(p) => {
+            dashboard::response(p).unwrap_or_else(|| text(StatusCode::NOT_FOUND, "not found\n"))
+        }
         (_, "/healthz" | "/stats" | "/pools" | "/metrics" | "/reload") => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+        }
+        (_, p) if dashboard::is_route(p) => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
@@ -125,6 +136,19 @@ async fn reload(state: &AdminState) -> Response<Full<Bytes>> {
             "reload failed unexpectedly\n",
         ),
     }
+}
+
+/// Whether `req` may see its path: the bearer `token`, or for the dashboard's page (which a
+/// browser navigates to, without a header) `?token=` (always, when there is none).
+fn authorized_for<B>(req: &Request<B>, token: Option<&str>) -> bool {
+    if authorized(req, token) {
+        return true;
+    }
+    let (Some(token), dashboard::PAGE) = (token, req.uri().path()) else {
+        return false;
+    };
+    dashboard::query_token(req.uri().query())
+        .is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes()))
 }
 
 /// Whether `req` carries the bearer `token` (always, when there is none).
@@ -217,6 +241,18 @@ mod tests {
         assert!(!authorized(&req(Some("Bearer 0123456789abcdef0")), token));
         assert!(!authorized(&req(Some("Basic 0123456789abcdef")), token));
         assert!(!authorized(&req(Some("0123456789abcdef")), token));
+    }
+
+    #[test]
+    fn query_token_only_for_the_dashboard_page() {
+        let token = Some("t0k");
+        let get = |uri: &str| Request::get(uri).body(()).unwrap();
+        assert!(authorized_for(&get("/dashboard?token=t0k"), token));
+        assert!(!authorized_for(&get("/dashboard?token=t0K"), token));
+        assert!(!authorized_for(&get("/dashboard"), token));
+        assert!(!authorized_for(&get("/stats?token=t0k"), token));
+        assert!(!authorized_for(&get("/dashboard/?token=t0k"), token));
+        assert!(authorized_for(&get("/stats"), None));
     }
 
     #[test]
