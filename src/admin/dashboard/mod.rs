@@ -17,7 +17,7 @@
 //!
 //! **Map.** `world.json` holds one SVG path per country (ISO alpha-2 code), from Natural
 //! Earth's 1:110m countries (public domain) as npm `world-atlas` 2.0.2 packages them (ISC),
-//! projected by `tools/dashboard_world_map.mjs` (which says how to run it again); about
+//! projected by `data/dashboard_world_map.mjs` (which says how to run it again); about
 //! 70 KB.
 //!
 //! **Headers.** A strict `Content-Security-Policy` (`default-src 'none'`; scripts, styles,

@@ -7,7 +7,7 @@
 //
 //   mkdir -p /tmp/wmap && cd /tmp/wmap && npm install --no-save world-atlas@2.0.2 \
 //       topojson-client@3.1.0 i18n-iso-countries@7.14.0
-//   NODE_PATH=/tmp/wmap/node_modules node tools/dashboard_world_map.mjs   # from the repo root
+//   NODE_PATH=/tmp/wmap/node_modules node data/dashboard_world_map.mjs   # from the repo root
 import { createRequire } from 'node:module';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
