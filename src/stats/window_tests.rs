@@ -393,3 +393,29 @@ fn onsets_need_the_rate_and_the_ratio() {
     f.conns(DE, 100);
     assert!(f.windows.onsets(&f.counters, &f.settings).is_empty());
 }
+
+/// No false cap (issue 15): a country whose traffic triples over five minutes (a growing
+/// audience, not a flood) on the shipped defaults never spikes, neither at a tick nor by a
+/// fast onset, so `auto` never caps it (a cap needs a spike). A fixed 10x step does.
+#[test]
+fn a_country_tripling_over_five_minutes_never_spikes() {
+    let mut f = Feed::new(StatsSettings::default());
+    // An hour at its usual 100/s (the baseline settles; DE beside it).
+    f.steady(3_600, &[(BR, 100), (DE, 50)]);
+    // 100/s -> 300/s, linearly over 300 s, then held for 20 minutes.
+    for s in 0..1_500u64 {
+        let rate = 100 + (200 * s.min(300)) / 300;
+        f.conns(BR, rate / 2);
+        assert!(
+            f.windows.onsets(&f.counters, &f.settings).is_empty(),
+            "an onset at {s} s"
+        );
+        f.conns(BR, rate - rate / 2);
+        f.conns(DE, 50);
+        f.tick();
+    }
+    assert!(f.started().is_empty(), "{:?}", f.started());
+    // The same country jumping to 10x at once is a spike.
+    f.steady(12, &[(BR, 3_000), (DE, 50)]);
+    assert_eq!(f.started(), [BR]);
+}
