@@ -16,82 +16,17 @@ mod common;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// How long the flood lasts.
+const FLOOD_FOR: Duration = Duration::from_secs(4);
 use std::time::{Duration, Instant};
 
 use common::admission::{Outcome, fresh_client, start_admission_levee, tls_get_from};
+use common::flood::{self, FloodCounts};
 use common::stats::{BR_IP, DE_IP, JP_IP, country_row, stats_doc};
 use common::{Backend, SLACK};
-use levee::surge::hello::{Flight, Hellos, flight};
+use levee::surge::hello::Hellos;
 use rustls_pki_types::ServerName;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpSocket;
-
-/// How long one flood connection waits for the server's first flight.
-const FLOOD_WAIT: Duration = Duration::from_secs(2);
-/// Flood connections open at once, at most (arrivals beyond it are skipped).
-const FLOOD_HELD: usize = 1000;
-/// New flood connections per millisecond (5,000 a second).
-const FLOOD_PER_MS: u32 = 5;
-/// How long the flood lasts.
-const FLOOD_FOR: Duration = Duration::from_secs(4);
-
-/// What the flood's connections saw.
-#[derive(Default)]
-struct FloodCounts {
-    attempts: AtomicU64,
-    /// Arrivals not sent: `FLOOD_HELD` were open.
-    skipped: AtomicU64,
-    /// The server's first flight arrived (levee did a full handshake's work).
-    flights: AtomicU64,
-    /// Closed or reset by the server before any byte.
-    refused_without_bytes: AtomicU64,
-    /// Bytes that were not a TLS first flight.
-    not_tls: AtomicU64,
-    /// Nothing within `FLOOD_WAIT` (the client gave up and reset).
-    gave_up: AtomicU64,
-}
-
-/// One flood connection from BR: the ClientHello, then read until the first flight, a
-/// close, or `FLOOD_WAIT`; then a reset.
-async fn hello_once(hellos: &Hellos, to: SocketAddr, counts: &FloodCounts) {
-    counts.attempts.fetch_add(1, Ordering::Relaxed);
-    let Ok(socket) = TcpSocket::new_v4() else {
-        return;
-    };
-    if socket.bind(SocketAddr::new(BR_IP, 0)).is_err() {
-        return;
-    }
-    let Ok(mut tcp) = socket.connect(to).await else {
-        counts.refused_without_bytes.fetch_add(1, Ordering::Relaxed);
-        return;
-    };
-    if tcp.write_all(hellos.next()).await.is_err() {
-        counts.refused_without_bytes.fetch_add(1, Ordering::Relaxed);
-        return;
-    }
-    let mut buf = Vec::with_capacity(8192);
-    let read = tokio::time::timeout(FLOOD_WAIT, async {
-        loop {
-            let mut chunk = [0u8; 4096];
-            match tcp.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-            if flight(&buf) != Flight::More {
-                return;
-            }
-        }
-    })
-    .await;
-    let counter = match (read, buf.is_empty(), flight(&buf)) {
-        (Err(_), true, _) => &counts.gave_up,
-        (_, true, _) => &counts.refused_without_bytes,
-        (_, false, Flight::Done) => &counts.flights,
-        _ => &counts.not_tls,
-    };
-    counter.fetch_add(1, Ordering::Relaxed);
-    let _ = socket2::SockRef::from(&tcp).set_linger(Some(Duration::ZERO));
-}
 
 /// New TLS connections with a GET from `from`, one every 50 ms, `count` of them.
 async fn visitors(from: IpAddr, to: SocketAddr, count: usize) -> Vec<Outcome> {
@@ -134,32 +69,13 @@ async fn on_the_shipped_defaults_a_handshake_flood_is_shed_and_other_countries_a
     let warm_ok = before.0.iter().chain(&before.1);
     assert!(warm_ok.clone().all(|o| *o == Outcome::Status(200)));
 
-    let flood = {
-        let (hellos, counts) = (Arc::clone(&hellos), Arc::clone(&counts));
-        tokio::spawn(async move {
-            let held = Arc::new(tokio::sync::Semaphore::new(FLOOD_HELD));
-            let stop_at = Instant::now() + FLOOD_FOR;
-            let mut tick = tokio::time::interval(Duration::from_millis(1));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-            let mut tasks = tokio::task::JoinSet::new();
-            while Instant::now() < stop_at {
-                tick.tick().await;
-                for _ in 0..FLOOD_PER_MS {
-                    let Ok(slot) = Arc::clone(&held).try_acquire_owned() else {
-                        counts.skipped.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    };
-                    let (hellos, counts) = (Arc::clone(&hellos), Arc::clone(&counts));
-                    tasks.spawn(async move {
-                        hello_once(&hellos, addr, &counts).await;
-                        drop(slot);
-                    });
-                }
-                while tasks.try_join_next().is_some() {}
-            }
-            while tasks.join_next().await.is_some() {}
-        })
-    };
+    let flood = flood::open_loop(
+        addr,
+        BR_IP,
+        Arc::clone(&hellos),
+        Arc::clone(&counts),
+        FLOOD_FOR,
+    );
     // The visitors during the flood, from half a second after its start.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (de, jp) = tokio::join!(visitors(DE_IP, addr, 50), visitors(JP_IP, addr, 50));
@@ -168,16 +84,7 @@ async fn on_the_shipped_defaults_a_handshake_flood_is_shed_and_other_countries_a
     let all: Vec<_> = de.iter().chain(&jp).collect();
     let ok = all.iter().filter(|o| ***o == Outcome::Status(200)).count();
     let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    let flood_seen = format!(
-        "flood: {} attempts ({} skipped), {} flights, {} refused without a byte, {} gave up, \
-         {} not TLS",
-        c(&counts.attempts),
-        c(&counts.skipped),
-        c(&counts.flights),
-        c(&counts.refused_without_bytes),
-        c(&counts.gave_up),
-        c(&counts.not_tls)
-    );
+    let flood_seen = flood::describe(&counts);
     // >= 99% of the other countries' new connections succeed.
     assert!(
         ok * 100 >= all.len() * 99,

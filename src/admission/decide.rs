@@ -32,6 +32,10 @@ pub struct Admitted {
     pub cap_checked: bool,
     /// A dry run's automatic cap would have refused it (`auto_cap_dry_run`, to be counted).
     pub dry_run_refusal: bool,
+    /// Over its country's automatic cap on a TLS listener: refused (`auto_cap`) once its
+    /// ClientHello shows it is not a resumption attempt, before any TLS byte is sent. A
+    /// returning client with a ticket is never refused for its country's spike.
+    pub cap_deferred: bool,
 }
 
 impl Admitted {
@@ -77,17 +81,21 @@ pub enum LateCap {
 }
 
 impl Admission {
-    /// Whether a new connection from `client` (tagged `tag`) is let in.
+    /// Whether a new connection from `client` (tagged `tag`) is let in. On a TLS listener
+    /// (`tls`), a connection over its country's automatic cap is let in with
+    /// [`Admitted::cap_deferred`]: the cap is applied once its ClientHello is classified.
     pub fn decide(
         &self,
         settings: &AdmissionSettings,
         client: IpAddr,
         tag: &ClientTag,
+        tls: bool,
     ) -> Result<Admitted, Refusal> {
         let rules = &settings.rate_limits;
         let allowlisted = rules.allowed(client, tag);
         let mut cap_checked = false;
         let mut dry_run_refusal = false;
+        let mut cap_deferred = false;
         if !allowlisted {
             if !rules.is_empty()
                 && let Err(limited) = self.rates.admit_connection(rules, tag)
@@ -96,10 +104,13 @@ impl Admission {
             }
             cap_checked = self.auto.is_capped(tag.country);
             if self.auto.check(tag.country) == CapCheck::Over {
-                if !settings.auto.dry_run {
+                if settings.auto.dry_run {
+                    dry_run_refusal = true;
+                } else if tls {
+                    cap_deferred = true;
+                } else {
                     return Err(Refusal::closed(RejectReason::AutoCap));
                 }
-                dry_run_refusal = true;
             }
         }
         let ip_permit = match settings.max_connections_per_ip {
@@ -119,6 +130,7 @@ impl Admission {
             allowlisted,
             cap_checked,
             dry_run_refusal,
+            cap_deferred,
         })
     }
 
@@ -239,15 +251,19 @@ mod tests {
             "192.0.2.1".parse().unwrap(),
         );
         // Admitted before any cap: it has not met one.
-        let before = admission.decide(settings, client, &tag).unwrap();
-        let listed_before = admission.decide(settings, listed, &tag).unwrap();
+        let before = admission.decide(settings, client, &tag, false).unwrap();
+        let listed_before = admission.decide(settings, listed, &tag, false).unwrap();
         assert!(!before.exempt_from_late_cap() && listed_before.exempt_from_late_cap());
         cap(&admission, settings, br);
         // Admitted under the cap (its one token): it met the cap at admission.
-        let later = admission.decide(settings, client, &tag).unwrap();
+        let later = admission.decide(settings, client, &tag, false).unwrap();
         assert!(later.exempt_from_late_cap());
-        let refused = admission.decide(settings, client, &tag).unwrap_err();
+        let refused = admission.decide(settings, client, &tag, false).unwrap_err();
         assert_eq!(refused.reason, RejectReason::AutoCap);
+        // On a TLS listener the same connection is let in with the cap deferred to its
+        // ClientHello (a resumption attempt passes it).
+        let deferred = admission.decide(settings, client, &tag, true).unwrap();
+        assert!(deferred.cap_deferred);
         // At their handshake slots: the one admitted before the cap meets the (empty) cap, the others do not.
         let late = |exempt| admission.late_cap(settings, exempt, br);
         assert_eq!(late(before.exempt_from_late_cap()), LateCap::Refuse);
@@ -279,8 +295,8 @@ mod tests {
         );
         let tag = ClientTag::unknown();
         let client = "198.51.100.7".parse().unwrap();
-        assert!(admission.decide(settings, client, &tag).is_ok());
-        let refused = admission.decide(settings, client, &tag).unwrap_err();
+        assert!(admission.decide(settings, client, &tag, false).is_ok());
+        let refused = admission.decide(settings, client, &tag, false).unwrap_err();
         assert_eq!(refused.reason, RejectReason::Tarpit);
         assert!(refused.tarpit);
         assert_eq!(admission.tarpitted.load(Ordering::Relaxed), 1);

@@ -220,9 +220,10 @@ fn verdict(worker: &WorkerCtx, arrival: &Arrival, client: SocketAddr) -> Verdict
     let tag = snapshot.client_tag(client.ip());
     let shard = worker.shard();
     let country = tag.country;
+    let tls = arrival.listener().is_some_and(|l| l.tls.is_some());
     let decided = worker
         .admission()
-        .decide(&snapshot.admission, client.ip(), &tag);
+        .decide(&snapshot.admission, client.ip(), &tag, tls);
     let dry_run_refusal = match &decided {
         Ok(admitted) => admitted.dry_run_refusal,
         Err(refusal) => refusal.dry_run_refusal,
@@ -423,7 +424,13 @@ async fn handshake(
     let limits = settings.gate_limits();
     let classify = !admitted.allowlisted;
     let (allowlisted, exempt) = (admitted.allowlisted, admitted.exempt_from_late_cap());
+    let deferred = admitted.cap_deferred;
     let slot = |resuming: bool| async move {
+        // Over its country's automatic cap: refused now that its ClientHello shows it is
+        // no resumption attempt (a returning client is never refused for a spike).
+        if deferred && !resuming {
+            return Err(RejectReason::AutoCap);
+        }
         let priority = allowlisted || resuming;
         let permit = worker
             .handshakes

@@ -10,6 +10,7 @@ pub mod admission;
 pub mod backend;
 pub mod body;
 pub mod client;
+pub mod flood;
 pub mod logs;
 pub mod mmdb;
 pub mod pki;
