@@ -42,20 +42,9 @@ const BANNER_WITHIN: Duration = Duration::from_secs(2);
 
 /// Sends `rate` (read at every step) new connections per second from `from` until `stop`.
 fn drive(from: IpAddr, to: SocketAddr, rate: Arc<AtomicU64>, stop: Arc<AtomicBool>) {
-    tokio::spawn(async move {
-        let mut credit = 0.0f64;
-        let mut last = Instant::now();
-        while !stop.load(Ordering::Relaxed) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            let now = Instant::now();
-            credit += now.duration_since(last).as_secs_f64() * rate.load(Ordering::Relaxed) as f64;
-            last = now;
-            while credit >= 1.0 {
-                credit -= 1.0;
-                tokio::spawn(one_request(from, to));
-            }
-        }
-    });
+    drop(common::stats::paced(rate, stop, move |_| {
+        tokio::spawn(one_request(from, to));
+    }));
 }
 
 /// One `GET /` from `from`; its answer does not matter here.

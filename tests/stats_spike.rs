@@ -31,28 +31,11 @@ fn drive(
     rate: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<u64> {
-    tokio::spawn(async move {
-        let started = Instant::now();
-        let mut sent = 0u64;
-        // Credit accrues at the current rate; each whole credit is one connection.
-        let mut credit = 0.0f64;
-        let mut last = Instant::now();
-        while !stop.load(Ordering::Relaxed) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            let now = Instant::now();
-            credit += now.duration_since(last).as_secs_f64() * rate.load(Ordering::Relaxed) as f64;
-            last = now;
-            while credit >= 1.0 {
-                credit -= 1.0;
-                sent += 1;
-                tokio::spawn(async move {
-                    let reply = request_from(from, to, &get_request("/")).await;
-                    assert_eq!(reply.status, 200);
-                });
-            }
-        }
-        assert!(started.elapsed() < Duration::from_secs(120));
-        sent
+    common::stats::paced(rate, stop, move |_| {
+        tokio::spawn(async move {
+            let reply = request_from(from, to, &get_request("/")).await;
+            assert_eq!(reply.status, 200);
+        });
     })
 }
 

@@ -66,27 +66,11 @@ fn drive(
     rate: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<u64> {
-    tokio::spawn(async move {
-        let started = Instant::now();
-        let mut sent = 0u64;
-        let mut credit = 0.0f64;
-        let mut last = Instant::now();
-        while !stop.load(Ordering::Relaxed) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            let now = Instant::now();
-            credit += now.duration_since(last).as_secs_f64() * rate.load(Ordering::Relaxed) as f64;
-            last = now;
-            while credit >= 1.0 {
-                credit -= 1.0;
-                let client = from[sent as usize % from.len()];
-                sent += 1;
-                tokio::spawn(async move {
-                    assert_eq!(proxied_get(to, client).await, 200);
-                });
-            }
-        }
-        assert!(started.elapsed() < Duration::from_secs(120));
-        sent
+    common::stats::paced(rate, stop, move |n| {
+        let client = from[n as usize % from.len()];
+        tokio::spawn(async move {
+            assert_eq!(proxied_get(to, client).await, 200);
+        });
     })
 }
 

@@ -37,7 +37,8 @@
 # Knobs (environment): LEVEE_BIN (default: build and use target/release/levee), DURATION
 # (seconds per open-loop run, 30), CAP_DURATION (10), SURGE_AFTER (5), SURGE_FACTOR (3),
 # SURGE_COUNTRY (BR), BASELINE (DE,JP,US,FR), BASELINE_RATE (10), KEEPALIVE_CLIENTS (2),
-# KEEPALIVE_RATE (10), CONCURRENCY (64), LEVEE_CPU (0), TOOL_CPU (1), PORT_BASE (19400:
+# KEEPALIVE_RATE (10), CONCURRENCY (64), CERT (generated | rsa2048 | rsa4096), BACKEND (demo |
+# python), SURGE_WAIT (2s), LEVEE_CPU (0), TOOL_CPU (1), PORT_BASE (19400:
 # listener PORT_BASE, admin +1, backends +2..+4), ADMISSION_ON / ADMISSION_OFF (the [admission] blocks),
 # CAPACITY (conn/s: skip step 1), CAPACITY_FROM (measured, the default; cpu: when levee used
 # < 90% of its core in step 1, extrapolate the capacity to 100% of the core), CAPACITY_MODE
@@ -79,10 +80,18 @@ CAPACITY_MODE="${CAPACITY_MODE:-hello}"
 SURGE_MODE="${SURGE_MODE:-hello}"
 # The surge generator's scheduling on TOOL_CPU: idle (SCHED_IDLE, the default) or a niceness.
 SURGE_SCHED="${SURGE_SCHED:-idle}"
-# levee's certificate: generated (levee's own self-signed ECDSA P-256, the default) or rsa2048
-# (made here with openssl: an RSA signature costs levee about 10x an ECDSA one, so its
-# capacity is lower and 3x of it is within what one client core can offer).
+# levee's certificate: generated (levee's own self-signed ECDSA P-256, the default), rsa2048
+# or rsa4096 (made here with openssl: an RSA-2048 signature costs levee about 10x an ECDSA
+# one, RSA-4096 about 60x, so its capacity is lower and 3x or 5x of it is within what one
+# client core can offer).
 CERT="${CERT:-generated}"
+# The demo backends (demo: levee's own, one write per response) or python (Python's
+# http.server, which sends the response head and the body in two writes, HTTP/1.0, a
+# connection per request).
+BACKEND="${BACKEND:-demo}"
+# How long a surge connection waits for levee's first flight before it resets (open-loop
+# floods that hold their connections).
+SURGE_WAIT="${SURGE_WAIT:-2s}"
 
 for n in DURATION CAP_DURATION SURGE_AFTER BASELINE_RATE KEEPALIVE_CLIENTS KEEPALIVE_RATE \
   CONCURRENCY PORT_BASE; do
@@ -92,7 +101,9 @@ done
 [[ "${CAPACITY:-0}" =~ ^[0-9]+$ && "$SURGE_FACTOR" =~ ^[0-9]+$ ]] ||
   { echo "run.sh: CAPACITY and SURGE_FACTOR must be whole numbers" >&2; exit 1; }
 (( SURGE_AFTER < DURATION )) || { echo "run.sh: SURGE_AFTER must be below DURATION" >&2; exit 1; }
-[[ "$CERT" == generated || "$CERT" == rsa2048 ]] || { echo "run.sh: CERT must be generated or rsa2048" >&2; exit 1; }
+[[ "$CERT" == generated || "$CERT" == rsa2048 || "$CERT" == rsa4096 ]] ||
+  { echo "run.sh: CERT must be generated, rsa2048 or rsa4096" >&2; exit 1; }
+[[ "$BACKEND" == demo || "$BACKEND" == python ]] || { echo "run.sh: BACKEND must be demo or python" >&2; exit 1; }
 for n in CAPACITY_MODE SURGE_MODE; do
   [[ "${!n}" == hello || "${!n}" == full ]] || { echo "run.sh: $n must be hello or full" >&2; exit 1; }
 done
@@ -114,6 +125,7 @@ admin="127.0.0.1:$((PORT_BASE + 1))"
 backends=("127.0.0.1:$((PORT_BASE + 2))" "127.0.0.1:$((PORT_BASE + 3))" "127.0.0.1:$((PORT_BASE + 4))")
 
 backends_pid=""
+python_pids=()
 levee_pid=""
 surge_pid=""
 stop_pid() { # PID: SIGTERM, up to 10 s to exit, then SIGKILL
@@ -128,6 +140,7 @@ cleanup() {
   stop_pid "$surge_pid"
   stop_pid "$levee_pid"
   stop_pid "$backends_pid"
+  for p in "${python_pids[@]}"; do stop_pid "$p"; done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -145,15 +158,30 @@ wait_port() { # ADDR PID: until ADDR accepts (10 s at most) while PID lives
 
 backend_args=()
 for b in "${backends[@]}"; do backend_args+=(--listen "$b"); done
-taskset -c "$TOOL_CPU" "$LEVEE_BIN" bench backends "${backend_args[@]}" --max-time 1h \
-  >"$work/backends.log" 2>&1 &
-backends_pid=$!
-wait_port "${backends[0]}" "$backends_pid"
+if [ "$BACKEND" = python ]; then
+  command -v python3 >/dev/null || { echo "run.sh: BACKEND=python needs python3" >&2; exit 1; }
+  mkdir -p "$work/www" && echo "hello from python" >"$work/www/index.html"
+  # One http.server per address, each stopped by its PID.
+  for b in "${backends[@]}"; do
+    taskset -c "$TOOL_CPU" python3 -m http.server --bind 127.0.0.1 --directory "$work/www" \
+      "${b##*:}" >>"$work/backends.log" 2>&1 &
+    python_pids+=("$!")
+  done
+else
+  taskset -c "$TOOL_CPU" "$LEVEE_BIN" bench backends "${backend_args[@]}" --max-time 1h \
+    >"$work/backends.log" 2>&1 &
+  backends_pid=$!
+fi
+if [ "$BACKEND" = python ]; then
+  for i in "${!backends[@]}"; do wait_port "${backends[$i]}" "${python_pids[$i]}"; done
+else
+  wait_port "${backends[0]}" "$backends_pid"
+fi
 
 tls_block='[listeners.tls]'
-if [ "$CERT" = rsa2048 ]; then
-  command -v openssl >/dev/null || { echo "run.sh: CERT=rsa2048 needs openssl" >&2; exit 1; }
-  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/key.pem" -out "$work/cert.pem" \
+if [ "$CERT" != generated ]; then
+  command -v openssl >/dev/null || { echo "run.sh: CERT=$CERT needs openssl" >&2; exit 1; }
+  openssl req -x509 -newkey "rsa:${CERT#rsa}" -nodes -keyout "$work/key.pem" -out "$work/cert.pem" \
     -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost 2>/dev/null
   tls_block="$(printf '[listeners.tls]\ncertificates = [{ cert = "%s", key = "%s" }]' \
     "$work/cert.pem" "$work/key.pem")"
@@ -248,7 +276,7 @@ split_surge() { # NAME RATE: the surge generator (SURGE_SCHED, background, $out/
                 # and the baseline clients (nice -5, foreground, $out/NAME.json), same timing
   local name="$1" rate="$2" rc=0
   run_begin "$name"
-  tool "$SURGE_SCHED" "$out/$name-surge.json" "${open_loop[@]}" --no-baseline --surge-rate "$rate" \
+  tool "$SURGE_SCHED" "$out/$name-surge.json" "${open_loop[@]}" "${surge_only[@]}" --no-baseline --surge-rate "$rate" \
     >"$out/$name-surge.txt" 2>&1 &
   surge_pid=$!
   tool -5 "$out/$name.json" "${baseline_args[@]}" "${open_loop[@]}" --surge-rate 0 |
@@ -262,6 +290,7 @@ split_surge() { # NAME RATE: the surge generator (SURGE_SCHED, background, $out/
 }
 
 open_loop=(--duration "${DURATION}s" --surge-after "${SURGE_AFTER}s" --surge-mode "$SURGE_MODE")
+surge_only=(--timeout "$SURGE_WAIT")
 
 start_levee "$ADMISSION_OFF"
 if [ -n "${CAPACITY:-}" ]; then

@@ -42,7 +42,7 @@
 use std::time::{Duration, Instant};
 
 /// Limit before the first window (per worker).
-pub const INITIAL_LIMIT: f64 = 32.0;
+pub const INITIAL_LIMIT: f64 = 8.0;
 /// Smallest limit: one slot for the busiest country, one kept free for the others (see
 /// `HandshakeGate::may_take`).
 pub const MIN_LIMIT: f64 = 2.0;
@@ -207,9 +207,10 @@ mod tests {
     fn the_limit_grows_back_while_it_binds_and_the_worker_is_prompt() {
         let mut now = Instant::now();
         let mut l = AdaptiveLimit::new(now);
-        window(&mut l, &mut now, 50 * MS, 90 * MS, 32);
+        let initial = l.limit();
+        window(&mut l, &mut now, 50 * MS, 90 * MS, initial);
         let low = l.limit();
-        assert!(low < 32);
+        assert!(low < initial);
         // The limit is reached (peak = limit) and the delay is low: it grows.
         let mut last = low;
         for _ in 0..20 {
@@ -224,9 +225,10 @@ mod tests {
         let mut now = Instant::now();
         let mut l = AdaptiveLimit::new(now);
         // Few handshakes, worker prompt: no growth (the limit never bound).
-        assert_eq!(window(&mut l, &mut now, Duration::ZERO, MS, 3), 32);
+        let initial = INITIAL_LIMIT as usize;
+        assert_eq!(window(&mut l, &mut now, Duration::ZERO, MS, 3), initial);
         // A long delay with handshakes 2% of the time (a keep-alive burst): no cut.
-        assert_eq!(window(&mut l, &mut now, 30 * MS, 2 * MS, 3), 32);
+        assert_eq!(window(&mut l, &mut now, 30 * MS, 2 * MS, 3), initial);
     }
 
     #[test]
@@ -240,6 +242,6 @@ mod tests {
             l.note_work(8 * MS);
         }
         assert!(l.target() >= 15 * MS, "{:?}", l.target());
-        assert_eq!(window(&mut l, &mut now, 6 * MS, 60 * MS, 4), 32);
+        assert_eq!(window(&mut l, &mut now, 6 * MS, 60 * MS, 4), INITIAL_LIMIT as usize);
     }
 }

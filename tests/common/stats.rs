@@ -139,3 +139,34 @@ pub async fn wait_stats(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Paces new connections at `rate` a second (read at every 20 ms step) until `stop`:
+/// `start(n)` is called for the n-th (from 0) and starts it. Returns how many were started.
+pub fn paced(
+    rate: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    start: impl Fn(u64) + Send + 'static,
+) -> tokio::task::JoinHandle<u64> {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let mut sent = 0u64;
+        // Credit accrues at the current rate; each whole credit is one connection.
+        let mut credit = 0.0f64;
+        let mut last = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let now = Instant::now();
+            credit += now.duration_since(last).as_secs_f64() * rate.load(Ordering::Relaxed) as f64;
+            last = now;
+            while credit >= 1.0 {
+                credit -= 1.0;
+                start(sent);
+                sent += 1;
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(120));
+        sent
+    })
+}
