@@ -7,8 +7,11 @@
 //! Screenshots at both sizes are saved under `$CARGO_TARGET_DIR/artifacts/` (else
 //! `target/artifacts/`).
 //!
-//! Chromium is required: without it the test fails and says how to install it (`.ci/run`
-//! does). `LEVEE_CHROMIUM` names another binary.
+//! Chromium is required where `LEVEE_REQUIRE_CHROMIUM` is set (`.ci/run` sets it, after
+//! installing Debian's chromium): without it the test fails and says how to install it.
+//! Elsewhere (the README's `cargo test` on a machine with only the Rust toolchain) a missing
+//! chromium is reported on stderr and the browser checks are not run. `LEVEE_CHROMIUM`
+//! names another binary.
 //!
 //! Spikes can start from the 14th second of the process (the baseline must have seen 3 s
 //! after the 10 s window), so this takes about 20 s: 14 s of steady traffic, the surge, the
@@ -109,11 +112,15 @@ const BANNER: &str = "(() => { const b = document.getElementById('banner'); \
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_in_chromium_names_a_surging_country_within_two_seconds() {
     let Some(chromium) = find_chromium() else {
-        panic!(
-            "chromium not found: the dashboard's browser test needs Debian's chromium \
-             (`DEBIAN_FRONTEND=noninteractive apt-get install -y chromium`, as .ci/run does), \
-             or LEVEE_CHROMIUM=/path/to/chromium"
+        let how = "the dashboard's browser test needs Debian's chromium \
+                   (`DEBIAN_FRONTEND=noninteractive apt-get install -y chromium`, as .ci/run \
+                   does), or LEVEE_CHROMIUM=/path/to/chromium";
+        assert!(
+            std::env::var_os("LEVEE_REQUIRE_CHROMIUM").is_none(),
+            "chromium not found: {how}"
         );
+        eprintln!("SKIPPED: chromium not found: {how}");
+        return;
     };
     let backend = Backend::start("a");
     let stats = "spike_threshold = 3\nspike_min_rate = 5\nspike_floor = 1\n\
