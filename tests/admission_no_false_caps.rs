@@ -9,11 +9,12 @@ mod common;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::admission::start_admission_levee;
 use common::flood::{self, FloodCounts};
-use common::stats::{BR_IP, DE_IP, stats_doc};
+use common::stats::{BR_IP, DE_IP, country_row, stats_doc};
 use common::{Backend, SLACK, TlsOpts, client_config_insecure};
 use levee::surge::hello::Hellos;
 use rustls::ClientConfig;
@@ -120,6 +121,19 @@ async fn returning_clients_of_a_capped_country_are_never_refused() {
         caps.iter().any(|c| c["country"] == "BR"),
         "BR was capped meanwhile: {:#}",
         doc["admission"]
+    );
+    // Every BR connection is counted once: as opened, or as refused by the cap (which is
+    // applied at the ClientHello, after the connection was let in).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let doc = stats_doc(&levee, None).await;
+    let opened = country_row(&doc, "BR").unwrap()["connections"]
+        .as_u64()
+        .unwrap();
+    let attempts = 2 * RETURNING as u64 + counts.attempts.load(Ordering::Relaxed);
+    let capped = rejected(&doc, "auto_cap");
+    assert!(
+        opened + capped <= attempts,
+        "{opened} opened + {capped} capped > {attempts} BR connections made"
     );
 }
 

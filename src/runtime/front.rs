@@ -82,7 +82,10 @@ struct Entry {
     client: SocketAddr,
     tag: ClientTag,
     admitted: Admitted,
-    _open: Open,
+    /// Counted as opened; `None` while its country's automatic cap is deferred to its
+    /// ClientHello (counted once that passes: a refusal there is counted as refused before
+    /// open, and must not also count as opened).
+    _open: Option<Open>,
 }
 
 /// The verdict on a connection whose client address is known.
@@ -241,7 +244,8 @@ fn verdict(worker: &WorkerCtx, arrival: &Arrival, client: SocketAddr) -> Verdict
             }
         }
         Ok(admitted) => {
-            let open = Open::new(&worker.http.shard, &tag, client);
+            let open =
+                (!admitted.cap_deferred).then(|| Open::new(&worker.http.shard, &tag, client));
             Verdict::Admitted(Entry {
                 client,
                 tag,
@@ -348,9 +352,17 @@ fn handshake_then_http(
             client,
             tag,
             admitted,
-            _open: open,
+            _open: mut open,
         } = entry;
         let country = tag.country;
+        // A connection whose automatic cap waits for its ClientHello is counted as opened
+        // once it is not refused by that cap.
+        let late_open = open.is_none().then(|| tag.clone());
+        let open_late = |open: &mut Option<Open>| {
+            if let Some(tag) = &late_open {
+                open.get_or_insert_with(|| Open::new(&worker.http.shard, tag, client));
+            }
+        };
         let ctx = ConnCtx::new(
             Rc::clone(&worker.http),
             Rc::clone(&arrival.snapshot),
@@ -367,6 +379,7 @@ fn handshake_then_http(
             return drop((admitted, open));
         };
         if gate_refuses(&worker, arrival, &admitted, country) {
+            open_late(&mut open);
             return close_refused(&tcp, RejectReason::HandshakeQueueFull);
         }
         let config = Arc::clone(&tls_settings.server_config);
@@ -381,6 +394,12 @@ fn handshake_then_http(
             _ = drain.cancelled() => return,
         };
         let shard = worker.shard();
+        if !matches!(
+            accepted,
+            Err(HandshakeError::Refused(RejectReason::AutoCap))
+        ) {
+            open_late(&mut open);
+        }
         let outcome = match accepted {
             Ok(o) => o,
             Err(HandshakeError::Refused(reason)) => return refuse(shard, country, reason),
