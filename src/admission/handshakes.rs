@@ -298,7 +298,8 @@ impl HandshakeGate {
     /// fair queue for at most `limits.timeout`. `Err` names why the connection is refused.
     pub async fn acquire(self: &Rc<Self>, limits: GateLimits, ticket: Ticket) -> Grant {
         self.last_asked.set(Some(Instant::now()));
-        if self.probe_parked.get() {
+        // The probe serves the adaptive limit only: a fixed one never wakes it.
+        if limits.in_flight.is_none() && self.probe_parked.get() {
             self.probe_parked.set(false);
             self.wake.notify_one();
         }
