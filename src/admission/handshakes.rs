@@ -399,10 +399,7 @@ impl HandshakeGate {
             return false;
         }
         let mine = Self::start_tag(&st, usize::from(country.0));
-        !st.countries
-            .iter()
-            .enumerate()
-            .any(|(i, q)| !q.is_empty() && Self::start_tag(&st, i) > mine)
+        Self::furthest_waiting(&st).is_none_or(|f| mine >= f)
     }
 
     /// Whether a standing queue sheds `ticket` (it would have to wait): its country is at
@@ -412,11 +409,16 @@ impl HandshakeGate {
             return false;
         }
         let mine = Self::start_tag(st, usize::from(ticket.country.0));
-        let furthest = (0..st.countries.len())
+        Self::furthest_waiting(st).is_some_and(|f| mine >= f)
+    }
+
+    /// The largest start tag among the countries with waiters (the one furthest ahead of
+    /// its share), if any country waits.
+    fn furthest_waiting(st: &State) -> Option<f64> {
+        (0..st.countries.len())
             .filter(|i| !st.countries[*i].is_empty())
             .map(|i| Self::start_tag(st, i))
-            .max_by(f64::total_cmp);
-        furthest.is_some_and(|f| mine >= f)
+            .max_by(f64::total_cmp)
     }
 
     /// Whether `ticket` may take a free slot now. The last free slot is kept for a country
