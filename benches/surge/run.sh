@@ -29,9 +29,12 @@
 #   2. no surge, admission off;
 #   3. surge at SURGE_FACTOR x capacity, admission off (the contrast);
 #   4. no surge, admission on (ADMISSION_ON, empty: levee's shipped defaults);
-#   5. surge at SURGE_FACTOR x capacity, admission on (the target run).
-# Target: in run 5, every baseline country keeps >= 99% success and a p99 within 2x of its
-# run-4 p99. JSON results and the summary go to target/surge/<timestamp>/.
+#   5. surge at SURGE_FACTOR x capacity, admission on (the target run);
+#   6-7. with PEER=haproxy (the default when haproxy is installed): HAProxy in levee's place
+#      (one thread pinned to LEVEE_CPU, same certificate, backends, PROXY v2 and backlog,
+#      its log on to a file), no surge and the same surge: the peer beside levee, same run.
+# Target: in run 5, the baseline countries pooled ("others": more samples than one country's,
+# so a steadier p99) keep >= 99% success and a p99 within 2x of their run-4 p99. JSON results and the summary go to target/surge/<timestamp>/.
 #
 # Usage, from the repository root:  bash benches/surge/run.sh
 # Knobs (environment): LEVEE_BIN (default: build and use target/release/levee), DURATION
@@ -92,6 +95,8 @@ BACKEND="${BACKEND:-demo}"
 # How long a surge connection waits for levee's first flight before it resets (open-loop
 # floods that hold their connections).
 SURGE_WAIT="${SURGE_WAIT:-2s}"
+# The peer run beside levee in the same run: haproxy (when installed) or none.
+if command -v haproxy >/dev/null; then PEER="${PEER:-haproxy}"; else PEER="${PEER:-none}"; fi
 
 for n in DURATION CAP_DURATION SURGE_AFTER BASELINE_RATE KEEPALIVE_CLIENTS KEEPALIVE_RATE \
   CONCURRENCY PORT_BASE; do
@@ -104,6 +109,8 @@ done
 [[ "$CERT" == generated || "$CERT" == rsa2048 || "$CERT" == rsa4096 ]] ||
   { echo "run.sh: CERT must be generated, rsa2048 or rsa4096" >&2; exit 1; }
 [[ "$BACKEND" == demo || "$BACKEND" == python ]] || { echo "run.sh: BACKEND must be demo or python" >&2; exit 1; }
+[[ "$PEER" == haproxy || "$PEER" == none ]] || { echo "run.sh: PEER must be haproxy or none" >&2; exit 1; }
+[[ "$PEER" == none ]] || command -v haproxy >/dev/null || { echo "run.sh: PEER=haproxy needs haproxy" >&2; exit 1; }
 for n in CAPACITY_MODE SURGE_MODE; do
   [[ "${!n}" == hello || "${!n}" == full ]] || { echo "run.sh: $n must be hello or full" >&2; exit 1; }
 done
@@ -128,6 +135,8 @@ backends_pid=""
 python_pids=()
 levee_pid=""
 surge_pid=""
+# The server under test of the current run (its PID is levee_pid): levee or haproxy.
+server=levee
 stop_pid() { # PID: SIGTERM, up to 10 s to exit, then SIGKILL
   local pid="$1"
   [ -n "$pid" ] || return 0
@@ -179,12 +188,18 @@ else
 fi
 
 tls_block='[listeners.tls]'
-if [ "$CERT" != generated ]; then
-  command -v openssl >/dev/null || { echo "run.sh: CERT=$CERT needs openssl" >&2; exit 1; }
-  openssl req -x509 -newkey "rsa:${CERT#rsa}" -nodes -keyout "$work/key.pem" -out "$work/cert.pem" \
+if [ "$CERT" != generated ] || [ "$PEER" != none ]; then
+  command -v openssl >/dev/null || { echo "run.sh: CERT=$CERT (or a PEER) needs openssl" >&2; exit 1; }
+  # CERT=generated with a peer: the peer gets an ECDSA P-256 key like levee's generated one.
+  if [ "$CERT" = generated ]; then key_spec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256)
+  else key_spec=(-newkey "rsa:${CERT#rsa}"); fi
+  openssl req -x509 "${key_spec[@]}" -nodes -keyout "$work/key.pem" -out "$work/cert.pem" \
     -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost 2>/dev/null
-  tls_block="$(printf '[listeners.tls]\ncertificates = [{ cert = "%s", key = "%s" }]' \
-    "$work/cert.pem" "$work/key.pem")"
+  cat "$work/cert.pem" "$work/key.pem" >"$work/peer.pem"
+  if [ "$CERT" != generated ]; then
+    tls_block="$(printf '[listeners.tls]\ncertificates = [{ cert = "%s", key = "%s" }]' \
+      "$work/cert.pem" "$work/key.pem")"
+  fi
 fi
 
 start_levee() { # ADMISSION_BLOCK: writes the config and starts levee pinned to LEVEE_CPU
@@ -202,6 +217,26 @@ start_levee() { # ADMISSION_BLOCK: writes the config and starts levee pinned to 
   "$LEVEE_BIN" check --config "$work/levee.toml" >/dev/null
   taskset -c "$LEVEE_CPU" "$LEVEE_BIN" run --config "$work/levee.toml" --log-level warn \
     >>"$out/levee.log" 2>&1 &
+  levee_pid=$!
+  wait_port "$listen" "$levee_pid"
+}
+
+start_haproxy() { # HAProxy in levee's place: one thread on LEVEE_CPU, the same listener
+  # (PROXY v2, TLS, backlog), backends and a log to a file; its PID in levee_pid
+  {
+    printf 'global\n    nbthread 1\n    maxconn 9000\n    ssl-default-bind-options ssl-min-ver TLSv1.2\n'
+    printf '    pidfile %s/haproxy.pid\n\n' "$work"
+    printf 'defaults\n    mode http\n    log stdout format raw local0\n    option httplog\n'
+    printf '    option http-keep-alive\n    http-reuse safe\n    timeout connect 5s\n'
+    printf '    timeout client 30s\n    timeout server 30s\n    timeout http-request 10s\n'
+    printf '    timeout http-keep-alive 30s\n\n'
+    printf 'frontend surge\n    bind %s accept-proxy ssl crt %s alpn h2,http/1.1 backlog %s\n' \
+      "$listen" "$work/peer.pem" "$BACKLOG"
+    printf '    default_backend demo\n\nbackend demo\n    balance roundrobin\n'
+    for i in "${!backends[@]}"; do printf '    server b%s %s\n' "$i" "${backends[$i]}"; done
+  } >"$work/haproxy.cfg"
+  haproxy -c -q -f "$work/haproxy.cfg"
+  taskset -c "$LEVEE_CPU" haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy-access.log" 2>>"$out/haproxy.log" &
   levee_pid=$!
   wait_port "$listen" "$levee_pid"
 }
@@ -253,7 +288,7 @@ run_end() { # NAME: levee's CPU use over the run (% of one core) to $out/NAME.cp
   t1="$(cpu_ticks "$levee_pid")"
   s1="$(date +%s%N)"
   echo "$(( (t1 - t0) * 100 * 1000000000 / ($(getconf CLK_TCK) * (s1 - s0)) ))" >"$out/$name.cpu"
-  echo "levee CPU: $(cat "$out/$name.cpu")% of one core (whole run: warm-up and drain included)"
+  echo "$server CPU: $(cat "$out/$name.cpu")% of one core (whole run: warm-up and drain included)"
   # SYNs the kernel dropped because levee's accept queue was full: clients retry after 1 s,
   # before levee (and its admission control) sees them. Machine-wide counter.
   echo "$(( $(listen_overflows) - o0 ))" >"$out/$name.overflows"
@@ -323,6 +358,17 @@ surge nosurge-on "${open_loop[@]}" --surge-rate 0
 split_surge surge-on "$surge_rate"
 stop_levee on
 
+runs=(nosurge-off surge-off nosurge-on surge-on)
+if [ "$PEER" = haproxy ]; then
+  start_haproxy
+  server=haproxy
+  surge nosurge-haproxy "${open_loop[@]}" --surge-rate 0
+  split_surge surge-haproxy "$surge_rate"
+  stop_pid "$levee_pid"
+  levee_pid=""
+  runs+=(nosurge-haproxy surge-haproxy)
+fi
+
 # Summary: per baseline country, success and p99 of each run; ratios to the no-surge p99
 # of the same admission; PASS when the admission-on surge run meets the target.
 {
@@ -330,7 +376,7 @@ stop_levee on
   echo "capacity: $capacity new connections/s (1 worker; $CAPACITY_MODE mode; measured $measured with levee at ${levee_busy}% of one core); surge: $surge_rate/s from $SURGE_COUNTRY ($SURGE_MODE mode)"
   echo "window: ${SURGE_AFTER}s..${DURATION}s of each run; 'new' = new connections, 'ka' = keep-alive requests"
   echo "surge runs: baseline figures from NAME.json (baseline process), the surge's from NAME-surge.json (surge generator)"
-  for run in nosurge-off surge-off nosurge-on surge-on; do
+  for run in "${runs[@]}"; do
     # The surge generator's JSON exists for the surge runs only (/dev/null: none, $s null).
     sfile="$out/$run-surge.json"
     [ -f "$sfile" ] || sfile=/dev/null
@@ -339,7 +385,7 @@ stop_levee on
       --slurpfile bf "$out/$run.json" --slurpfile sf "$sfile" '
       $bf[0] as $b | $sf[0] as $s
       | def lag(r): "\(r.client_lag.late_starts) late starts, max \(r.client_lag.max_lag_ms) ms";
-      "\($run): levee CPU \($cpu)%; steal \($steal) ms; accept-queue overflows \($ovf); baseline client lag \(lag($b)); " +
+      "\($run): server CPU \($cpu)%; steal \($steal) ms; accept-queue overflows \($ovf); baseline client lag \(lag($b)); " +
       (if $s == null then "no surge"
        else
          ([$s.countries[] | select(.role == "surge")][0].new_connections) as $n
@@ -356,11 +402,14 @@ stop_levee on
        end)'
   done
   printf '%-8s %-12s %9s %10s %10s %9s %9s\n' country run success new_p99_ms ka_p99_ms new_x ka_x
+  # Each run's p99 against the no-surge run of the same server and admission (the run
+  # before it in the list: nosurge-X, surge-X pairs).
+  files=()
+  for run in "${runs[@]}"; do files+=("$out/$run.json"); done
   jq -rs '
-    (.[0].countries | map({key: .country, value: .}) | from_entries) as $off
-    | (.[2].countries | map({key: .country, value: .}) | from_entries) as $on
-    | ["nosurge-off", "surge-off", "nosurge-on", "surge-on"] as $names
-    | [range(0; 4) as $i | (if $i < 2 then $off else $on end) as $ref
+    $ARGS.positional as $names
+    | [range(0; length) as $i
+       | (.[$i - ($i % 2)].countries | map({key: .country, value: .}) | from_entries) as $ref
        | .[$i].countries[] | select(.role == "baseline")
        | {c: .country, run: $names[$i], s: .all.success_rate,
           n: .new_connections.p99_ms, k: .keepalive.p99_ms,
@@ -368,17 +417,40 @@ stop_levee on
     | sort_by(.c)[]
     | def ratio(a; b): if b > 0 then (a / b * 100 | round / 100) else 0 end;
       "\(.c) \(.run) \(.s * 10000 | round / 100) \(.n) \(.k) \(ratio(.n; .rn)) \(ratio(.k; .rk))"' \
-    "$out/nosurge-off.json" "$out/surge-off.json" "$out/nosurge-on.json" "$out/surge-on.json" |
+    "${files[@]}" --args "${runs[@]}" |
     while read -r c run s n k rn rk; do
       printf '%-8s %-12s %8s%% %10s %10s %9s %9s\n' "$c" "$run" "$s" "$n" "$k" "$rn" "$rk"
     done
-  verdict="$(jq -rs '
-    (.[0].countries | map({key: .country, value: .}) | from_entries) as $ref
-    | [.[1].countries[] | select(.role == "baseline")
-       | .all.success_rate >= 0.99
-         and .new_connections.p99_ms <= 2 * $ref[.country].new_connections.p99_ms
-         and .keepalive.p99_ms <= 2 * $ref[.country].keepalive.p99_ms]
-    | if all then "PASS" else "FAIL" end' "$out/nosurge-on.json" "$out/surge-on.json")"
-  echo "target (shipped defaults: baseline success >= 99%, p99 <= 2x no-surge p99): $verdict"
+  verdict() { # NOSURGE SURGE: PASS when the others (the baseline countries pooled) of SURGE
+               # meet the target against NOSURGE
+    jq -rs '
+      .[0].others as $ref | .[1].others as $o
+      | if $o.all.success_rate >= 0.99
+           and $o.new_connections.p99_ms <= 2 * $ref.new_connections.p99_ms
+           and $o.keepalive.p99_ms <= 2 * $ref.keepalive.p99_ms
+        then "PASS" else "FAIL" end' "$out/$1.json" "$out/$2.json"
+  }
+  # The others pooled, per run: the figures the verdict reads.
+  printf '%-16s %9s %10s %10s %9s %9s\n' others-pooled success new_p99_ms ka_p99_ms new_x ka_x
+  jq -rs '
+    $ARGS.positional as $names
+    | range(0; length) as $i | .[$i - ($i % 2)].others as $ref | .[$i].others as $o
+    | def ratio(a; b): if b > 0 then (a / b * 100 | round / 100) else 0 end;
+      "\($names[$i]) \($o.all.success_rate * 10000 | round / 100) \($o.new_connections.p99_ms) \($o.keepalive.p99_ms) \(ratio($o.new_connections.p99_ms; $ref.new_connections.p99_ms)) \(ratio($o.keepalive.p99_ms; $ref.keepalive.p99_ms))"' \
+    "${files[@]}" --args "${runs[@]}" |
+    while read -r run s n k rn rk; do
+      printf '%-16s %8s%% %10s %10s %9s %9s\n' "$run" "$s" "$n" "$k" "$rn" "$rk"
+    done
+  # Onset to flagged spike: the spike's `since` in levee's /stats (read right after the run)
+  # against the surge generator's onset (its start + the window start), both wall clocks.
+  onset_ms="$(jq -rn --slurpfile st "$out/stats-on.json" --slurpfile sg "$out/surge-on-surge.json" --arg c "$SURGE_COUNTRY" '
+    ([$st[0].spikes[] | select(.country == $c)][0].since) as $since
+    | if $since == null then "never (no spike in /stats)"
+      else "\(($since - $sg[0].started_unix_s - $sg[0].window_from_s) * 1000 | round) ms" end')"
+  echo "onset to flagged spike ($SURGE_COUNTRY, shipped defaults): $onset_ms (target <= 1000 ms)"
+  echo "target (shipped defaults: the others pooled, success >= 99%, p99 <= 2x no-surge p99): $(verdict nosurge-on surge-on)"
+  if [ "$PEER" = haproxy ]; then
+    echo "haproxy beside, same target against its own no-surge run: $(verdict nosurge-haproxy surge-haproxy)"
+  fi
   echo "results: $out"
 } | tee "$out/summary.txt"

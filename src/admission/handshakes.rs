@@ -402,14 +402,17 @@ impl HandshakeGate {
         Self::furthest_waiting(&st).is_none_or(|f| mine >= f)
     }
 
-    /// Whether a standing queue sheds `ticket` (it would have to wait): its country is at
-    /// or beyond the furthest ahead of its share among the countries waiting.
+    /// Whether a standing queue sheds `ticket` (it would have to wait): its country is
+    /// ahead of its share (its start tag is past the virtual clock: it was given more than
+    /// its share lately) and at or beyond the furthest ahead among the countries waiting.
+    /// A country within its share (start tag at the clock) is never shed here, so a queue
+    /// that holds only such countries (the flood already capped) sheds none of them.
     fn sheds(st: &State, ticket: Ticket) -> bool {
         if ticket.priority || !st.sojourn.standing || st.waiting == 0 {
             return false;
         }
         let mine = Self::start_tag(st, usize::from(ticket.country.0));
-        Self::furthest_waiting(st).is_some_and(|f| mine >= f)
+        mine > st.clock && Self::furthest_waiting(st).is_some_and(|f| mine >= f)
     }
 
     /// The largest start tag among the countries with waiters (the one furthest ahead of
@@ -768,17 +771,19 @@ mod tests {
                 // Standing now: BR is refused at once, before any TLS byte.
                 let shed = gate.acquire(l, ticket("BR")).await.map(|_| ()).unwrap_err();
                 assert_eq!(shed, RejectReason::FairShare);
-                // Another country, and a resumption attempt from BR, still queue.
+                // Another country (two of its newcomers: within its share, the second is
+                // not shed for the first), and a resumption attempt from BR, still queue.
                 spawn_waiter(&gate, l, ticket("DE"), "de1", &log, &held);
+                spawn_waiter(&gate, l, ticket("DE"), "de2", &log, &held);
                 let resumed = Ticket {
                     priority: true,
                     ..ticket("BR")
                 };
                 spawn_waiter(&gate, l, resumed, "resumed", &log, &held);
                 tokio::task::yield_now().await;
-                assert_eq!(gate.waiting(), 4);
+                assert_eq!(gate.waiting(), 5);
                 // Served promptly from now on: the queue stops standing after one window.
-                for _ in 0..4 {
+                for _ in 0..5 {
                     held.borrow_mut().clear();
                     tokio::task::yield_now().await;
                 }
@@ -797,7 +802,7 @@ mod tests {
             })
             .await;
         let order: Vec<_> = log.borrow().iter().map(|r| r.unwrap()).collect();
-        assert_eq!(order, ["br1", "resumed", "de1", "br2", "br3"]);
+        assert_eq!(order, ["br1", "resumed", "de1", "br2", "de2", "br3"]);
     }
 
     #[tokio::test(flavor = "current_thread")]

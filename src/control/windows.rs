@@ -2,9 +2,15 @@
 //!
 //! Once a second: read the shards and advance the windows (`stats::Ticker`), log the spike
 //! events, let the automatic cap controller (`admission::auto`) start or end caps on what the
-//! new view shows, and publish the view for the admin API. With `[admission] auto`, twenty
-//! times a second between ticks: ask the windows which spike would start now, and cap it at
-//! once (the fast onset). Stats measure, admission decides; this loop only sequences them.
+//! new view shows, and publish the view for the admin API. Twenty times a second between
+//! ticks: ask the windows which spike would start now (the fast onset); with `[admission]
+//! auto`, cap it at once; and bring the tick forward, so the spike is flagged (logged, in
+//! `/stats` and the dashboard) within [`ONSET_EVERY`](auto::ONSET_EVERY) of the moment its
+//! rule is met instead of at the next whole second. The tick brought forward closes a
+//! second shorter than one: the seconds that follow keep their one-second cadence from
+//! it, and at most one tick in a row is brought forward (a corner case where the tick does
+//! not confirm the onset cannot shorten second after second). Stats measure, admission
+//! decides; this loop only sequences them.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,22 +38,27 @@ pub async fn run(
     interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
     interval.tick().await;
     let mut last = Instant::now();
-    // Between ticks: the automatic cap's fast onset (only with `[admission] auto`).
+    // Between ticks: the fast onset (caps with `[admission] auto`; the tick brought forward).
     let mut onset = tokio::time::interval(auto::ONSET_EVERY);
     onset.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut brought_forward = false;
     loop {
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => return,
-            _ = interval.tick() => {}
+            _ = interval.tick() => brought_forward = false,
             _ = onset.tick() => {
                 let snapshot = config.load();
+                let onsets = ticker.onsets(&shards, &snapshot.stats);
                 let settings = &snapshot.admission.auto;
                 if settings.enabled {
-                    let onsets = ticker.onsets(&shards, &snapshot.stats);
                     auto::after_onset(&onsets, settings, &admission, &mut caps);
                 }
-                continue;
+                if onsets.is_empty() || brought_forward {
+                    continue;
+                }
+                brought_forward = true;
+                interval.reset();
             }
         }
         let elapsed = last.elapsed();

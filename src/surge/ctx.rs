@@ -31,6 +31,9 @@ pub struct Ctx {
     pub rec: Recorder,
     /// Start of the run.
     pub start: Instant,
+    /// Start of the run, seconds since the Unix epoch (to line the run up with the server's
+    /// own clock, e.g. a spike's `since` in `/stats`).
+    pub started_unix_s: f64,
     /// End of the run: no arrival after it.
     pub end: Instant,
     /// Per-attempt timeout.
@@ -122,7 +125,11 @@ impl Ctx {
         hello: Option<HelloKit>,
     ) -> Self {
         let start = Instant::now();
+        let started_unix_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
         Self {
+            started_unix_s,
             target,
             rec: Recorder::new(plan.countries.len(), plan.window_from),
             start,

@@ -157,5 +157,11 @@ async fn run_plan(plan: Plan) -> anyhow::Result<Report> {
             None
         }
     };
-    Ok(report::build(&plan, &ctx.rec, ctx.lag(), capacity))
+    Ok(report::build(
+        &plan,
+        &ctx.rec,
+        ctx.lag(),
+        ctx.started_unix_s,
+        capacity,
+    ))
 }

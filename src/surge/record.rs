@@ -52,6 +52,19 @@ pub struct Row {
     pub arrivals_ms: Vec<u32>,
 }
 
+impl Row {
+    /// Adds `other`'s counts and latencies to this row.
+    pub fn merge(&mut self, other: &Row) {
+        self.attempts += other.attempts;
+        self.ok += other.ok;
+        for (a, b) in self.failures.iter_mut().zip(other.failures) {
+            *a += b;
+        }
+        self.latencies_us.extend_from_slice(&other.latencies_us);
+        self.arrivals_ms.extend_from_slice(&other.arrivals_ms);
+    }
+}
+
 /// The shared record of a run: one [`Row`] per country and kind, and opened connections per
 /// country.
 #[derive(Debug)]

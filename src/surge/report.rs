@@ -37,10 +37,27 @@ pub struct Report {
     pub keepalive_rate: f64,
     /// How far behind schedule the client fell (open loop; 0 in capacity mode).
     pub client_lag: Lag,
+    /// When the run started, seconds since the Unix epoch (the window starts
+    /// `window_from_s` later: the surge's onset).
+    pub started_unix_s: f64,
     /// Capacity mode: the closed-loop result.
     pub capacity: Option<Capacity>,
     /// One entry per country (only the surge country's with `--no-baseline`).
     pub countries: Vec<CountryReport>,
+    /// The baseline countries pooled ("the others"): more samples than any one country, so
+    /// its p99 is the steadier figure to compare runs by.
+    pub others: Pooled,
+}
+
+/// Every baseline country's traffic together.
+#[derive(Debug, Clone, Serialize)]
+pub struct Pooled {
+    /// New-connection attempts in the window.
+    pub new_connections: Stats,
+    /// Keep-alive requests in the window.
+    pub keepalive: Stats,
+    /// Both together.
+    pub all: Stats,
 }
 
 /// The closed-loop result.
@@ -188,7 +205,13 @@ fn percentile(sorted_us: &[u32], q: f64) -> f64 {
 }
 
 /// The report of `plan` from what `rec` recorded.
-pub fn build(plan: &Plan, rec: &Recorder, lag: Lag, capacity: Option<Capacity>) -> Report {
+pub fn build(
+    plan: &Plan,
+    rec: &Recorder,
+    lag: Lag,
+    started_unix_s: f64,
+    capacity: Option<Capacity>,
+) -> Report {
     let countries = plan
         .countries
         .iter()
@@ -197,13 +220,7 @@ pub fn build(plan: &Plan, rec: &Recorder, lag: Lag, capacity: Option<Capacity>) 
             let new = rec.row(i, Kind::New);
             let ka = rec.row(i, Kind::KeepAlive);
             let mut all = new.clone();
-            all.attempts += ka.attempts;
-            all.ok += ka.ok;
-            for (a, b) in all.failures.iter_mut().zip(ka.failures) {
-                *a += b;
-            }
-            all.latencies_us.extend_from_slice(&ka.latencies_us);
-            all.arrivals_ms.extend_from_slice(&ka.arrivals_ms);
+            all.merge(&ka);
             CountryReport {
                 country: c.code.clone(),
                 role: c.role,
@@ -215,6 +232,23 @@ pub fn build(plan: &Plan, rec: &Recorder, lag: Lag, capacity: Option<Capacity>) 
             }
         })
         .collect();
+    let (mut new, mut ka) = (Row::default(), Row::default());
+    for (i, _) in plan
+        .countries
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.role == Role::Baseline)
+    {
+        new.merge(&rec.row(i, Kind::New));
+        ka.merge(&rec.row(i, Kind::KeepAlive));
+    }
+    let mut all = new.clone();
+    all.merge(&ka);
+    let others = Pooled {
+        new_connections: Stats::of(new),
+        keepalive: Stats::of(ka),
+        all: Stats::of(all),
+    };
     let a = &plan.args;
     Report {
         mode: if capacity.is_some() {
@@ -244,8 +278,10 @@ pub fn build(plan: &Plan, rec: &Recorder, lag: Lag, capacity: Option<Capacity>) 
         },
         keepalive_rate: if a.no_baseline { 0.0 } else { a.keepalive_rate },
         client_lag: lag,
+        started_unix_s,
         capacity,
         countries,
+        others,
     }
 }
 
@@ -342,6 +378,24 @@ pub fn table(r: &Report) -> String {
                 e.status,
                 e.other,
                 e.skipped
+            );
+        }
+    }
+    let o = &r.others;
+    if o.all.attempts > 0 {
+        for (kind, s) in [("new", &o.new_connections), ("keepalive", &o.keepalive)] {
+            let _ = writeln!(
+                out,
+                "{:<7} {:<8} {:<9} {:>8} {:>8} {:>7.2}% {:>8.1} {:>8.1} {:>8.1}",
+                "others",
+                "pooled",
+                kind,
+                s.attempts,
+                s.ok,
+                s.success_rate * 100.0,
+                s.p50_ms,
+                s.p99_ms,
+                s.max_ms
             );
         }
     }
