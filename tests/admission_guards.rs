@@ -304,10 +304,16 @@ async fn handshake_queue_refuses_when_full_and_after_its_timeout() {
         assert!(started.elapsed() < SLACK * 3, "slot never freed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The third, and perhaps the silent client: the kernel hands a connection that has sent
+    // nothing to accept only after `TCP_DEFER_ACCEPT`'s second, when the queue may still be
+    // full; it took no slot either way.
     let text = metrics(&levee).await;
-    assert!(text.contains(
-        "levee_admission_rejected_total{country=\"ZZ\",reason=\"handshake_queue_full\"} 1\n"
-    ));
+    let full = (1..=2).any(|n| {
+        text.contains(&format!(
+            "levee_admission_rejected_total{{country=\"ZZ\",reason=\"handshake_queue_full\"}} {n}\n"
+        ))
+    });
+    assert!(full, "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

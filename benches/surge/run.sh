@@ -30,7 +30,10 @@
 #   3. surge at SURGE_FACTOR x capacity, admission off (the contrast);
 #   4. no surge, admission on (ADMISSION_ON, empty: levee's shipped defaults);
 #   5. surge at SURGE_FACTOR x capacity, admission on (the target run);
-#   6-7. with PEER=haproxy (the default when haproxy is installed): HAProxy in levee's place
+#   6-7. with CONTROL=1 (the default): the same flood at levee (shipped defaults) while the
+#      baseline clients measure a second levee on TOOL_CPU that no flood reaches, no surge
+#      and surge: what the flood costs this machine, apart from levee;
+#   8-9. with PEER=haproxy (the default when haproxy is installed): HAProxy in levee's place
 #      (one thread pinned to LEVEE_CPU, same certificate, backends, PROXY v2 and backlog,
 #      its log on to a file), no surge and the same surge: the peer beside levee, same run.
 # Target: in run 5, the baseline countries pooled ("others": more samples than one country's,
@@ -95,6 +98,9 @@ BACKEND="${BACKEND:-demo}"
 # How long a surge connection waits for levee's first flight before it resets (open-loop
 # floods that hold their connections).
 SURGE_WAIT="${SURGE_WAIT:-2s}"
+# The control runs (1, the default; 0: none): the flood at levee, the baseline at a second levee
+# on TOOL_CPU that no flood reaches (what the flood costs the machine itself).
+CONTROL="${CONTROL:-1}"
 # The peer run beside levee in the same run: haproxy (when installed) or none.
 if command -v haproxy >/dev/null; then PEER="${PEER:-haproxy}"; else PEER="${PEER:-none}"; fi
 
@@ -109,6 +115,7 @@ done
 [[ "$CERT" == generated || "$CERT" == rsa2048 || "$CERT" == rsa4096 ]] ||
   { echo "run.sh: CERT must be generated, rsa2048 or rsa4096" >&2; exit 1; }
 [[ "$BACKEND" == demo || "$BACKEND" == python ]] || { echo "run.sh: BACKEND must be demo or python" >&2; exit 1; }
+[[ "$CONTROL" == 0 || "$CONTROL" == 1 ]] || { echo "run.sh: CONTROL must be 0 or 1" >&2; exit 1; }
 [[ "$PEER" == haproxy || "$PEER" == none ]] || { echo "run.sh: PEER must be haproxy or none" >&2; exit 1; }
 [[ "$PEER" == none ]] || command -v haproxy >/dev/null || { echo "run.sh: PEER=haproxy needs haproxy" >&2; exit 1; }
 for n in CAPACITY_MODE SURGE_MODE; do
@@ -129,12 +136,17 @@ mkdir -p "$out"
 work="$(mktemp -d)"
 listen="127.0.0.1:$PORT_BASE"
 admin="127.0.0.1:$((PORT_BASE + 1))"
+control_listen="127.0.0.1:$((PORT_BASE + 5))"
+control_admin="127.0.0.1:$((PORT_BASE + 6))"
 backends=("127.0.0.1:$((PORT_BASE + 2))" "127.0.0.1:$((PORT_BASE + 3))" "127.0.0.1:$((PORT_BASE + 4))")
 
 backends_pid=""
 python_pids=()
 levee_pid=""
 surge_pid=""
+control_pid=""
+# Where the baseline clients connect: levee, or the control levee in the control runs.
+baseline_target=""
 # The server under test of the current run (its PID is levee_pid): levee or haproxy.
 server=levee
 stop_pid() { # PID: SIGTERM, up to 10 s to exit, then SIGKILL
@@ -148,6 +160,7 @@ stop_pid() { # PID: SIGTERM, up to 10 s to exit, then SIGKILL
 cleanup() {
   stop_pid "$surge_pid"
   stop_pid "$levee_pid"
+  stop_pid "$control_pid"
   stop_pid "$backends_pid"
   for p in "${python_pids[@]}"; do stop_pid "$p"; done
   rm -rf "$work"
@@ -202,23 +215,33 @@ if [ "$CERT" != generated ] || [ "$PEER" != none ]; then
   fi
 fi
 
+levee_config() { # ADMISSION_BLOCK LISTEN ADMIN LOG: a levee config on stdout
+  # The access log on, as shipped, to a file (not the console log).
+  printf '[server]\nworkers = 1\naccess_log_path = "%s"\nshutdown_timeout = "2s"\nbacklog = %s\n\n' \
+    "$4" "$BACKLOG"
+  printf '[admin]\nlisten = "%s"\n\n' "$3"
+  printf '[admission]\n%s\n\n' "$1"
+  printf '[[listeners]]\nname = "surge"\nlisten = "%s"\ndefault_pool = "demo"\n' "$2"
+  printf 'proxy_protocol = "v2"\ntrusted_proxies = ["127.0.0.1/32"]\n%s\n\n' "$tls_block"
+  printf '[pools.demo]\nalgorithm = "round_robin"\n'
+  for b in "${backends[@]}"; do printf '[[pools.demo.backends]]\naddress = "%s"\n' "$b"; done
+}
+
 start_levee() { # ADMISSION_BLOCK: writes the config and starts levee pinned to LEVEE_CPU
-  {
-    # The access log on, as shipped, to a file (not the console log).
-    printf '[server]\nworkers = 1\naccess_log_path = "%s"\nshutdown_timeout = "2s"\nbacklog = %s\n\n' \
-      "$work/access.log" "$BACKLOG"
-    printf '[admin]\nlisten = "%s"\n\n' "$admin"
-    printf '[admission]\n%s\n\n' "$1"
-    printf '[[listeners]]\nname = "surge"\nlisten = "%s"\ndefault_pool = "demo"\n' "$listen"
-    printf 'proxy_protocol = "v2"\ntrusted_proxies = ["127.0.0.1/32"]\n%s\n\n' "$tls_block"
-    printf '[pools.demo]\nalgorithm = "round_robin"\n'
-    for b in "${backends[@]}"; do printf '[[pools.demo.backends]]\naddress = "%s"\n' "$b"; done
-  } >"$work/levee.toml"
+  levee_config "$1" "$listen" "$admin" "$work/access.log" >"$work/levee.toml"
   "$LEVEE_BIN" check --config "$work/levee.toml" >/dev/null
   taskset -c "$LEVEE_CPU" "$LEVEE_BIN" run --config "$work/levee.toml" --log-level warn \
     >>"$out/levee.log" 2>&1 &
   levee_pid=$!
   wait_port "$listen" "$levee_pid"
+}
+
+start_control() { # the control levee (shipped defaults) on TOOL_CPU: no flood reaches it
+  levee_config "" "$control_listen" "$control_admin" "$work/control-access.log" >"$work/control.toml"
+  taskset -c "$TOOL_CPU" "$LEVEE_BIN" run --config "$work/control.toml" --log-level warn \
+    >>"$out/control.log" 2>&1 &
+  control_pid=$!
+  wait_port "$control_listen" "$control_pid"
 }
 
 start_haproxy() { # HAProxy in levee's place: one thread on LEVEE_CPU, the same listener
@@ -263,11 +286,11 @@ baseline_args=(--baseline "$BASELINE" --baseline-rate "$BASELINE_RATE"
   --keepalive-clients "$KEEPALIVE_CLIENTS" --keepalive-rate "$KEEPALIVE_RATE")
 
 tool() { # NICE JSON ARGS...: one tool process pinned to TOOL_CPU at niceness NICE (idle: the
-         # SCHED_IDLE policy), JSON to JSON
+         # SCHED_IDLE policy), JSON to JSON, connecting to $target (default: levee)
   local n="$1" json="$2" sched
   shift 2
   if [ "$n" = idle ]; then sched=(chrt -i 0); else sched=(nice -n "$n"); fi
-  taskset -c "$TOOL_CPU" "${sched[@]}" "$LEVEE_BIN" bench surge --target "$listen" --threads 1 \
+  taskset -c "$TOOL_CPU" "${sched[@]}" "$LEVEE_BIN" bench surge --target "${target:-$listen}" --threads 1 \
     --surge-country "$SURGE_COUNTRY" --json-out "$json" "$@"
 }
 
@@ -303,7 +326,7 @@ surge() { # NAME ARGS...: one tool process (baseline clients; or the capacity ru
   local name="$1"
   shift
   run_begin "$name"
-  tool 0 "$out/$name.json" "${baseline_args[@]}" "$@" | tee "$out/$name.txt"
+  target="$baseline_target" tool 0 "$out/$name.json" "${baseline_args[@]}" "$@" | tee "$out/$name.txt"
   run_end "$name"
 }
 
@@ -314,7 +337,7 @@ split_surge() { # NAME RATE: the surge generator (SURGE_SCHED, background, $out/
   tool "$SURGE_SCHED" "$out/$name-surge.json" "${open_loop[@]}" "${surge_only[@]}" --no-baseline --surge-rate "$rate" \
     >"$out/$name-surge.txt" 2>&1 &
   surge_pid=$!
-  tool -5 "$out/$name.json" "${baseline_args[@]}" "${open_loop[@]}" --surge-rate 0 |
+  target="$baseline_target" tool -5 "$out/$name.json" "${baseline_args[@]}" "${open_loop[@]}" --surge-rate 0 |
     tee "$out/$name.txt"
   wait "$surge_pid" || rc=$?
   surge_pid=""
@@ -359,6 +382,22 @@ split_surge surge-on "$surge_rate"
 stop_levee on
 
 runs=(nosurge-off surge-off nosurge-on surge-on)
+if [ "$CONTROL" = 1 ]; then
+  # The control: the same flood at levee (shipped defaults), while the baseline clients
+  # measure a second levee on TOOL_CPU that no flood reaches. What their p99 gains there is
+  # what the flood costs this machine (the kernel's loopback work, the generator's core),
+  # not what levee's admission lets through.
+  start_levee "$ADMISSION_ON"
+  start_control
+  baseline_target="$control_listen"
+  surge nosurge-control "${open_loop[@]}" --surge-rate 0
+  split_surge surge-control "$surge_rate"
+  baseline_target=""
+  stop_pid "$control_pid"
+  control_pid=""
+  stop_levee control
+  runs+=(nosurge-control surge-control)
+fi
 if [ "$PEER" = haproxy ]; then
   start_haproxy
   server=haproxy

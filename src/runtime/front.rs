@@ -12,7 +12,9 @@
 //! - `Ready`: the listener takes no PROXY header, or the header is already in (the usual
 //!   case under load: the client sent it with its first flight and the connection waited in
 //!   the accept queue). The accept loop goes on synchronously: tag, verdict, and, for a TLS
-//!   listener, whether the handshake gate would refuse it now. A connection refused there is
+//!   listener, whether the handshake gate would refuse it now; a connection of a country
+//!   over its automatic cap whose whole ClientHello is in too is refused there unless the
+//!   hello offers to resume (`capped_hello_refused`). A connection refused there is
 //!   closed without a task or an epoll registration; under a flood that is most of them,
 //!   and a task per refused connection cost as much as the refusal.
 //! - `NeedHeader`: the connection's task waits for the header (within
@@ -204,6 +206,13 @@ impl Front {
             }
             Verdict::Tarpit => Screened::Tarpit(tcp, arrival),
             Verdict::Admitted(entry)
+                if entry.admitted.cap_deferred
+                    && capped_hello_refused(worker, &tcp, header_len, entry.tag.country) =>
+            {
+                close_refused(&tcp, RejectReason::AutoCap);
+                Screened::Closed
+            }
+            Verdict::Admitted(entry)
                 if gate_refuses(worker, &arrival, &entry.admitted, entry.tag.country) =>
             {
                 close_refused(&tcp, RejectReason::HandshakeQueueFull);
@@ -254,6 +263,41 @@ fn verdict(worker: &WorkerCtx, arrival: &Arrival, client: SocketAddr) -> Verdict
             })
         }
     }
+}
+
+/// Bytes peeked for a capped connection's ClientHello in the accept loop: a PROXY header (up
+/// to what is left of this after the hello) and the classification's bytes.
+const CAPPED_PEEK: usize = tls::hello::PEEK_BYTES + 512;
+
+/// Whether a connection over its country's automatic cap (the cap deferred to its
+/// ClientHello) is refused in the accept loop: its whole ClientHello is already in after the
+/// PROXY header and offers no resumption. Refused there, it costs no epoll registration, no
+/// task and no parse by rustls; under a capped flood that is most connections (the flood's
+/// client sends its hello with its first flight). `false` when the hello is not all in yet or
+/// does not parse: the connection's task waits for it and decides as before. Counted.
+fn capped_hello_refused(
+    worker: &WorkerCtx,
+    tcp: &std::net::TcpStream,
+    header_len: usize,
+    country: CountryIdx,
+) -> bool {
+    let mut buf = [0u8; CAPPED_PEEK];
+    let end = header_len.saturating_add(tls::hello::PEEK_BYTES);
+    let Some(window) = buf.get_mut(..end) else {
+        return false;
+    };
+    // Non-blocking (accepted with SOCK_NONBLOCK): nothing in yet is `WouldBlock`.
+    let Ok(n) = tcp.peek(window) else {
+        return false;
+    };
+    let resumes = window
+        .get(header_len..n)
+        .and_then(tls::hello::whole_hello_resumes);
+    if resumes != Some(false) {
+        return false;
+    }
+    refuse(worker.shard(), country, RejectReason::AutoCap);
+    true
 }
 
 /// Whether the handshake gate would refuse this TLS connection now (every slot taken, the

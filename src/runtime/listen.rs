@@ -1,4 +1,5 @@
-//! Listening sockets: one per worker per listener, all on the same port via SO_REUSEPORT.
+//! Listening sockets: one per worker per listener, all on the same port via SO_REUSEPORT,
+//! with `TCP_DEFER_ACCEPT`.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -33,7 +34,43 @@ fn bind_one(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    if let Err(e) = defer_accept(&socket) {
+        // Served all the same: connections then reach accept before their first bytes.
+        tracing::warn!(%addr, error = %e, "cannot set TCP_DEFER_ACCEPT");
+    }
     Ok(socket.into())
+}
+
+/// How long the kernel holds a new connection that has sent nothing before handing it to
+/// accept anyway (levee's clients always speak first: a ClientHello, a PROXY header or a
+/// request).
+const DEFER_ACCEPT_SECS: libc::c_int = 1;
+
+/// Sets `TCP_DEFER_ACCEPT` (as nginx's `deferred` and HAProxy's `defer-accept` do): the
+/// kernel queues a connection for accept once its first bytes have arrived, so the accept
+/// loop finds the PROXY header and the ClientHello already in and can refuse a flood's
+/// connection there, without a task or an epoll registration (`runtime::front`). Neither
+/// std (unstable) nor socket2 sets this option, hence the one `unsafe` call of the crate.
+#[allow(unsafe_code)]
+fn defer_accept(socket: &Socket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let value: libc::c_int = DEFER_ACCEPT_SECS;
+    // SAFETY: a valid socket descriptor, an option of type int, a pointer to a live int and
+    // its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            std::ptr::from_ref(&value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 #[cfg(test)]

@@ -19,14 +19,20 @@ pub const PEEK_BYTES: usize = 2048;
 
 /// Whether `bytes` (the start of a connection) hold a ClientHello that offers to resume.
 pub fn is_resumption_attempt(bytes: &[u8]) -> bool {
-    let Ok((_, record)) = parse_tls_plaintext(bytes) else {
-        return false;
-    };
-    record.msg.iter().any(|m| match m {
+    whole_hello_resumes(bytes).unwrap_or(false)
+}
+
+/// Whether `bytes` (the start of a connection) hold a whole ClientHello record that parses,
+/// and if so whether it offers to resume; `None` otherwise (the record is not all in yet,
+/// or it is no ClientHello this parser reads): the caller then waits for the whole hello and
+/// lets rustls judge it.
+pub fn whole_hello_resumes(bytes: &[u8]) -> Option<bool> {
+    let (_, record) = parse_tls_plaintext(bytes).ok()?;
+    record.msg.iter().find_map(|m| match m {
         TlsMessage::Handshake(TlsMessageHandshake::ClientHello(hello)) => {
-            hello.ext.is_some_and(offers_resumption)
+            Some(hello.ext.is_some_and(offers_resumption))
         }
-        _ => false,
+        _ => None,
     })
 }
 
@@ -49,7 +55,7 @@ mod tests {
     use rustls::pki_types::ServerName;
     use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConnection};
 
-    use super::is_resumption_attempt;
+    use super::{is_resumption_attempt, whole_hello_resumes};
     use crate::tls::{Resumption, generate_self_signed, provider, server_config};
 
     /// A server config with a generated certificate, and a client config trusting it.
@@ -110,5 +116,11 @@ mod tests {
         assert!(!is_resumption_attempt(&second[..40]), "truncated");
         assert!(!is_resumption_attempt(b"GET / HTTP/1.1\r\n\r\n"));
         assert!(!is_resumption_attempt(&[]));
+        // The whole-hello form tells "not all in yet" from "no".
+        assert_eq!(whole_hello_resumes(&first), Some(false));
+        assert_eq!(whole_hello_resumes(&second), Some(true));
+        assert_eq!(whole_hello_resumes(&first[..first.len() - 1]), None);
+        assert_eq!(whole_hello_resumes(&second[..40]), None);
+        assert_eq!(whole_hello_resumes(b"GET / HTTP/1.1\r\n\r\n"), None);
     }
 }
