@@ -174,6 +174,8 @@ pub struct RawHttp {
     pub idle_timeout: Option<String>,
     /// Longest time without progress writing to the client.
     pub send_timeout: Option<String>,
+    /// How long an upgraded connection (WebSocket) may pass no byte either way.
+    pub upgrade_idle_timeout: Option<String>,
 }
 
 /// `[[listeners.routes]]`: host and/or path prefix to a pool.

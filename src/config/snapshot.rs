@@ -176,6 +176,9 @@ pub struct HttpLimits {
     /// Longest time a write to the client may make no progress (the client stopped
     /// reading); then the connection and its backend side are closed.
     pub send_timeout: Duration,
+    /// How long an upgraded connection (WebSocket, or any protocol a backend switched to)
+    /// may pass no byte either way before it is closed.
+    pub upgrade_idle_timeout: Duration,
 }
 
 /// `[[listeners.routes]]`: match on host and path prefix, send to a pool.

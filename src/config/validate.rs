@@ -34,6 +34,7 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default `[listeners.http] send_timeout`.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+const UPGRADE_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 // Accepted ranges. hyper refuses a read buffer under 8 KiB, and the head limit is that buffer.
 const WORKERS_RANGE: (i64, i64) = (1, 1024);
@@ -529,12 +530,15 @@ fn http_limits(s: &mut Scope<'_>, raw: &RawListener) -> Option<HttpLimits> {
     );
     let send = raw.send_timeout.as_deref();
     let send_timeout = s.timeout("send_timeout", send, SEND_TIMEOUT);
+    let upgrade_idle = raw.upgrade_idle_timeout.as_deref();
+    let upgrade_idle_timeout = s.timeout("upgrade_idle_timeout", upgrade_idle, UPGRADE_IDLE_TIMEOUT);
     Some(HttpLimits {
         max_header_bytes: max_header_bytes?,
         max_body_bytes: max_body_bytes?,
         header_timeout: header_timeout?,
         idle_timeout: idle_timeout?,
         send_timeout: send_timeout?,
+        upgrade_idle_timeout: upgrade_idle_timeout?,
     })
 }
 

@@ -27,7 +27,7 @@ pub use p2c::P2c;
 pub use pick::{Outcome, PickError, Tried};
 pub use policy::{
     Algorithm, ConnectionLimits, HashKey, HealthCheck, HealthProbe, OutlierDetection, PoolPolicy,
-    RetryPolicy,
+    RetryPolicy, Upgrades,
 };
 pub use pool::{Pool, PoolTimeouts};
 pub use round_robin::RoundRobin;

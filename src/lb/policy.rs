@@ -179,4 +179,16 @@ pub struct PoolPolicy {
     pub limits: ConnectionLimits,
     /// A recovered backend's weight ramps from ~0 to full over this window.
     pub slow_start: Option<Duration>,
+    /// Whether requests to this pool may upgrade (`pools.NAME.allow_upgrade`).
+    pub upgrades: Upgrades,
+}
+
+/// Whether a pool forwards protocol upgrades (WebSocket and others).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Upgrades {
+    /// `Upgrade` and h2 extended CONNECT are forwarded (the default).
+    #[default]
+    Allowed,
+    /// They are not: `Upgrade` is stripped as hop-by-hop, extended CONNECT gets 405.
+    Refused,
 }

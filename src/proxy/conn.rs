@@ -25,7 +25,6 @@ use hyper::Request;
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -33,7 +32,8 @@ use tracing::{Instrument, debug};
 
 use super::context::ConnCtx;
 use super::prefixed::Prefixed;
-use super::service::{self, ProxyResponse};
+use super::service::{self, ProxyResponse, RequestRecord};
+use super::tunnel::Tunnel;
 use super::watch::{self, Watch, Watched};
 use crate::config::HttpLimits;
 
@@ -120,18 +120,80 @@ pub fn serve<I: ClientStream>(
     let watch = Rc::new(Watch::default());
     let io = Box::new(Watched::new(io, Rc::clone(&watch)));
     async move {
+        // However the connection ends, a tunnel it never took over goes (and with it the
+        // request record's hold on this context).
+        let _tunnel_slot = TunnelSlotGuard(&ctx);
         let limits = &ctx.listener.http;
         match version {
-            HttpVersion::Http1 => serve_http1(io, &watch, &ctx, &drain).await,
+            HttpVersion::Http1 => serve_http1(io, Bytes::new(), &watch, &ctx, &drain).await,
             HttpVersion::H2 => {
                 let conn = http2_builder(limits).serve_connection(TokioIo::new(io), service(&ctx));
                 drive(Box::pin(conn), &watch, &ctx, &drain).await;
             }
             HttpVersion::Detect => {
-                let builder = Box::new(auto_builder(limits));
-                let conn = builder.serve_connection(TokioIo::new(io), service(&ctx));
-                drive(Box::pin(conn), &watch, &ctx, &drain).await;
+                let mut io = io;
+                let sniffed = tokio::select! {
+                    s = sniff(&mut io) => s,
+                    () = tokio::time::sleep(limits.header_timeout) => {
+                        debug!("closing a connection that sent no request within header_timeout");
+                        return;
+                    }
+                    () = drain.cancelled() => return,
+                };
+                match sniffed {
+                    Ok(Sniffed::H2(preface)) => {
+                        let io = TokioIo::new(Prefixed::new(preface, io));
+                        let conn = http2_builder(limits).serve_connection(io, service(&ctx));
+                        drive(Box::pin(conn), &watch, &ctx, &drain).await;
+                    }
+                    Ok(Sniffed::Http1(first)) => {
+                        serve_http1(io, first, &watch, &ctx, &drain).await;
+                    }
+                    Err(_) => {}
+                }
             }
+        }
+    }
+}
+
+/// Empties the connection's tunnel slot when the connection's future ends or is dropped.
+struct TunnelSlotGuard<'a>(&'a ConnCtx);
+
+impl Drop for TunnelSlotGuard<'_> {
+    fn drop(&mut self) {
+        self.0.pending_tunnel.borrow_mut().take();
+    }
+}
+
+/// What a plain listener's connection opened with.
+enum Sniffed {
+    /// The whole HTTP/2 connection preface (prior knowledge h2c).
+    H2(Bytes),
+    /// Bytes that are not that preface: HTTP/1.
+    Http1(Bytes),
+}
+
+/// The HTTP/2 connection preface (RFC 9113 §3.4).
+const PREFACE: &[u8; watch::PREFACE_LEN] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Reads until the first bytes tell HTTP/1 from an h2 preface (one byte, for every HTTP/1
+/// method; the whole preface for h2), as hyper-util's detection does. Done here rather than
+/// by `auto`, so HTTP/1 on a plain listener is served (and parked, and upgraded) the way it
+/// is over TLS. An end of stream before a decision is an error.
+async fn sniff<I: ClientStream>(io: &mut Box<Watched<I>>) -> io::Result<Sniffed> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = BytesMut::with_capacity(watch::PREFACE_LEN);
+    loop {
+        let n = io.read_buf(&mut buf).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let len = buf.len().min(watch::PREFACE_LEN);
+        if buf[..len] != PREFACE[..len] {
+            return Ok(Sniffed::Http1(buf.freeze()));
+        }
+        if len == watch::PREFACE_LEN {
+            return Ok(Sniffed::H2(buf.freeze()));
         }
     }
 }
@@ -167,17 +229,11 @@ trait Graceful: Future<Output = Result<(), Self::Error>> {
     fn graceful(self: Pin<&mut Self>);
 }
 
-impl<I: ClientStream> Graceful for http2::Connection<TokioIo<Box<Watched<I>>>, Handler, LocalExec> {
-    type Error = hyper::Error;
-    fn graceful(self: Pin<&mut Self>) {
-        self.graceful_shutdown();
-    }
-}
-
-impl<I: ClientStream> Graceful
-    for auto::Connection<'_, TokioIo<Box<Watched<I>>>, Handler, LocalExec>
+impl<T> Graceful for http2::Connection<T, Handler, LocalExec>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
 {
-    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Error = hyper::Error;
     fn graceful(self: Pin<&mut Self>) {
         self.graceful_shutdown();
     }
@@ -225,19 +281,25 @@ async fn drive<C: Graceful>(
 /// holds only the stream: each busy spell is boxed, and freed when it ends.
 async fn serve_http1<I: ClientStream>(
     io: Box<Watched<I>>,
+    first: Bytes,
     watch: &Watch,
     ctx: &Rc<ConnCtx>,
     drain: &CancellationToken,
 ) {
     let limits = &ctx.listener.http;
     let builder = http1_builder(limits);
-    let (mut io, mut leftover) = (io, Bytes::new());
+    let (mut io, mut leftover) = (io, first);
     loop {
         let spell = Box::pin(busy_spell(&builder, io, leftover, watch, ctx, drain));
         (io, leftover) = match spell.await {
             Spell::Gone => return,
             Spell::Closing(mut io) => return close(&mut io, limits.send_timeout).await,
             Spell::Parking(io, leftover) => (io, leftover),
+            Spell::Switched(io, leftover, tunnel) => {
+                let client = Prefixed::new(leftover, io);
+                let tunnel = Box::pin(tunnel.run(client, watch::stalled(watch, limits.send_timeout)));
+                return tunnel.await;
+            }
         };
         if !leftover.is_empty() {
             // Part of a next request was read: serve it now, and do not park again before
@@ -272,6 +334,9 @@ enum Spell<I> {
     /// Between requests for `PARK_AFTER`: park the stream, with any bytes hyper read past
     /// the last request.
     Parking(Box<Watched<I>>, Bytes),
+    /// The backend switched protocols: the stream (with any bytes hyper read past the
+    /// request) goes to the tunnel.
+    Switched(Box<Watched<I>>, Bytes, Tunnel<RequestRecord>),
 }
 
 /// One hyper connection on the stream, from `leftover` on, until it ends or parks.
@@ -307,12 +372,16 @@ async fn busy_spell<I: ClientStream>(
             return Spell::Gone;
         }
     };
+    let tunnel = ctx.pending_tunnel.borrow_mut().take();
     if let Err(e) = result {
         debug!(error = %e, "connection ended with an error");
         return Spell::Gone;
     }
     let parts = conn.into_parts();
     let (rest, io) = parts.io.into_inner().into_parts();
+    if let Some(tunnel) = tunnel {
+        return Spell::Switched(io, joined(parts.read_buf, rest), tunnel);
+    }
     if parking && !drain.is_cancelled() {
         Spell::Parking(io, joined(parts.read_buf, rest))
     } else {
@@ -367,23 +436,8 @@ fn http2_builder(limits: &HttpLimits) -> http2::Builder<LocalExec> {
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .keep_alive_interval(Some(limits.idle_timeout))
-        .keep_alive_timeout(limits.header_timeout);
-    builder
-}
-
-/// The auto-detecting (HTTP/1.1 or h2 prior knowledge) server for a plain listener.
-fn auto_builder(limits: &HttpLimits) -> auto::Builder<LocalExec> {
-    let mut builder = auto::Builder::new(LocalExec);
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
-        .max_buf_size(limits.max_header_bytes.max(MIN_HEADER_BUF));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .keep_alive_interval(Some(limits.idle_timeout))
-        .keep_alive_timeout(limits.header_timeout);
+        .keep_alive_timeout(limits.header_timeout)
+        // RFC 8441: WebSocket over h2, forwarded as an HTTP/1.1 upgrade (`proxy::upgrade`).
+        .enable_connect_protocol();
     builder
 }

@@ -1,7 +1,7 @@
 //! What a connection's requests share ([`ConnCtx`]: its client, tag, listener and the
 //! snapshot it routes on), and what a worker's connections share ([`WorkerHttp`]).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -9,6 +9,8 @@ use std::sync::Arc;
 use super::headers::ClientSide;
 use super::idle::IdleTracker;
 use super::request_id::RequestIds;
+use super::service::RequestRecord;
+use super::tunnel::Tunnel;
 use super::upstream::UpstreamPool;
 use crate::admission::Admission;
 use crate::config::{Listener, LocalSnapshot, Snapshot, SnapshotHandle};
@@ -55,6 +57,9 @@ pub struct ConnCtx {
     pub tag: ClientTag,
     /// Requests in flight on this connection, for the idle timeout.
     pub idle: IdleTracker,
+    /// An HTTP/1 request's tunnel, between the backend's `101` and the connection's task
+    /// taking over the client stream (`proxy::conn`). Emptied when the connection ends.
+    pub pending_tunnel: RefCell<Option<Tunnel<RequestRecord>>>,
     /// (snapshot generation, index of this connection's listener in it): found by name once
     /// per snapshot, not once per request.
     listener_at: Cell<(u64, Option<usize>)>,
@@ -88,6 +93,7 @@ impl ConnCtx {
             forwarding,
             tag,
             idle: IdleTracker::default(),
+            pending_tunnel: RefCell::new(None),
             listener_at,
         })
     }

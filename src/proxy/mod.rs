@@ -21,6 +21,8 @@ pub mod response_body;
 pub mod route;
 pub mod semantics;
 pub mod service;
+pub mod tunnel;
+pub mod upgrade;
 pub mod upstream;
 pub mod watch;
 

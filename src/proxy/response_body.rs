@@ -44,6 +44,16 @@ impl<C: OnComplete> ResponseBody<C> {
         }
     }
 
+    /// An empty body that reports no completion: a `101` or an h2 extended CONNECT's
+    /// `200`, whose request completes when its tunnel ends (`proxy::tunnel`).
+    pub fn switched() -> Self {
+        Self {
+            kind: Kind::Full(None),
+            sent: 0,
+            on_complete: None,
+        }
+    }
+
     /// A small body produced by levee itself.
     pub fn full(bytes: impl Into<Bytes>, on_complete: C) -> Self {
         Self {

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body::Body as _;
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
 
 use super::context::ConnCtx;
 use super::error::ProxyError;
@@ -21,13 +23,15 @@ use super::request_id::X_REQUEST_ID;
 use super::response_body::{OnComplete, ResponseBody};
 use super::route::route;
 use super::semantics::{check_head, request_host};
+use super::tunnel::Tunnel;
+use super::upgrade::{self, Requested};
 use super::upstream::{PooledSender, SendError};
 use crate::access_log::{AccessEntry, StatusFrom};
 use crate::admission::UploadRate;
 use crate::config::{PoolId, SnapshotHandle};
 use crate::geo::tag::ClientTag;
 use crate::labels::RejectReason;
-use crate::lb::{InFlight, Outcome, PickContext, Pool, Tried};
+use crate::lb::{InFlight, Outcome, PickContext, Pool, Tried, Upgrades};
 use crate::net::client_ip_for_request;
 
 /// The response type levee sends downstream.
@@ -178,18 +182,29 @@ pub async fn handle(
     conn.idle.begin(!req.body().is_end_stream());
     let snapshot = conn.routing_snapshot();
     let record = RequestRecord::new(&conn, &snapshot, &req);
-    let (req, mut record, pool_id) = match prepare(req, &conn, &snapshot, record) {
+    let asked = upgrade::requested(&req);
+    let (mut req, mut record, pool_id) = match prepare(req, &conn, &snapshot, record, &asked) {
         Ok(prepared) => prepared,
         Err(refused) => return Ok(*refused),
     };
     let pool = snapshot.pool(pool_id);
+    let (asked, client_upgrade) = match asked {
+        None => (None, None),
+        Some(Requested::ExtendedConnect(_)) if pool.policy.upgrades == Upgrades::Refused => {
+            return Ok(error_response(ProxyError::MethodNotAllowed, record));
+        }
+        Some(_) if pool.policy.upgrades == Upgrades::Refused => (None, None),
+        // An h2 stream hands itself over through its request; HTTP/1 through the connection.
+        Some(r @ Requested::ExtendedConnect(_)) => (Some(r), req.extensions_mut().remove()),
+        Some(r) => (Some(r), None),
+    };
     let pick = pool.pick_context(record.client, req.headers());
     let tried = Tried::default();
     let (index, in_flight) = match pool.pick_for(&pick, &tried).await {
         Ok(found) => found,
         Err(e) => return Ok(error_response(e.into(), record)),
     };
-    let (req, replay) = outbound(req, &conn, &snapshot, pool, index, &record);
+    let (req, replay) = outbound(req, &conn, &snapshot, pool, index, &record, asked.as_ref());
     let mut retries = Retries {
         pick,
         tried,
@@ -202,9 +217,16 @@ pub async fn handle(
         req,
     };
     let answered = with_retries(first, &mut retries, &conn, pool, &mut record).await;
-    Ok(match answered {
-        Ok((resp, pooled)) => upstream_response(resp, pooled, record),
-        Err(e) => error_response(e, record),
+    Ok(match (answered, &asked) {
+        (Ok((resp, pooled)), Some(asked)) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
+            switched(resp, pooled, record, asked, client_upgrade, &conn, &snapshot)
+        }
+        (Ok((resp, _)), Some(Requested::ExtendedConnect(_))) if resp.status().is_success() => {
+            // A 2xx would tell an h2 client its tunnel is open: the backend did not switch.
+            error_response(ProxyError::BadResponse, record)
+        }
+        (Ok((resp, pooled)), _) => upstream_response(resp, pooled, record),
+        (Err(e), _) => error_response(e, record),
     })
 }
 
@@ -215,6 +237,7 @@ fn prepare(
     conn: &ConnCtx,
     snapshot: &SnapshotHandle,
     mut record: RequestRecord,
+    asked: &Option<Requested>,
 ) -> Result<(Request<Incoming>, RequestRecord, PoolId), Box<ProxyResponse>> {
     let listener = conn.listener_in(snapshot);
     let client_ip = client_ip_for_request(&listener.client_address, conn.client, req.headers());
@@ -223,7 +246,12 @@ fn prepare(
         // Looked up per request only in this case: one proxy connection carries many clients.
         record.forwarded_tag = Some(snapshot.client_tag(client_ip));
     }
-    if let Err(e) = check_head(req.method(), req.uri(), req.version(), req.headers()) {
+    // An extended CONNECT (RFC 8441) is checked as the GET it goes upstream as.
+    let method = match asked {
+        Some(Requested::ExtendedConnect(_)) => &Method::GET,
+        _ => req.method(),
+    };
+    if let Err(e) = check_head(method, req.uri(), req.version(), req.headers()) {
         return Err(Box::new(error_response(e, record)));
     }
     let mut record = over_request_limit(conn, snapshot, record)?;
@@ -246,6 +274,7 @@ fn outbound(
     pool: &Pool,
     index: usize,
     record: &RequestRecord,
+    asked: Option<&Requested>,
 ) -> (Request<RequestBody>, Option<http::request::Parts>) {
     let (mut parts, body) = req.into_parts();
     let tag = record.forwarded_tag.as_ref().unwrap_or(&conn.tag);
@@ -257,6 +286,9 @@ fn outbound(
         tag,
         authority,
     );
+    if let Some(asked) = asked {
+        upgrade::restore_request(&mut parts, asked, new_websocket_key);
+    }
     parts
         .headers
         .insert(X_REQUEST_ID.clone(), record.request_id.clone());
@@ -416,6 +448,70 @@ fn upstream_response(
     record.status = parts.status;
     record.status_from = StatusFrom::Backend;
     Response::from_parts(parts, ResponseBody::upstream(body, pooled, record))
+}
+
+/// The backend switched protocols: the client gets its `101` (or, for an h2 extended
+/// CONNECT, `200`), and the tunnel takes the record: handed to the HTTP/1 connection's task
+/// (which owns the client stream), or spawned beside the h2 stream it runs on.
+fn switched(
+    resp: Response<Incoming>,
+    mut pooled: PooledSender,
+    mut record: RequestRecord,
+    asked: &Requested,
+    client_upgrade: Option<OnUpgrade>,
+    conn: &ConnCtx,
+    snapshot: &SnapshotHandle,
+) -> ProxyResponse {
+    let Some(upstream) = pooled.take_upgrade() else {
+        return error_response(ProxyError::BadResponse, record);
+    };
+    let (mut parts, _empty) = resp.into_parts();
+    let protocol = parts.headers.get(header::UPGRADE).cloned();
+    rewrite_response(&mut parts);
+    upgrade::restore_response(&mut parts, asked, protocol);
+    record.status = parts.status;
+    record.status_from = StatusFrom::Backend;
+    let limits = &conn.listener_in(snapshot).http;
+    let tunnel = Tunnel {
+        upstream,
+        bytes_in: Rc::clone(&record.bytes_in),
+        record,
+        idle_timeout: limits.upgrade_idle_timeout,
+        send_timeout: limits.send_timeout,
+    };
+    match asked {
+        Requested::Http1(_) => *conn.pending_tunnel.borrow_mut() = Some(tunnel),
+        Requested::ExtendedConnect(_) => {
+            tokio::task::spawn_local(async move {
+                let client = match client_upgrade {
+                    Some(on) => on.await,
+                    None => return tunnel.abandon(),
+                };
+                match client {
+                    Ok(stream) => tunnel.run(TokioIo::new(stream), std::future::pending()).await,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "the client's h2 stream did not switch");
+                        tunnel.abandon();
+                    }
+                }
+            });
+        }
+    }
+    Response::from_parts(parts, ResponseBody::switched())
+}
+
+/// A fresh `Sec-WebSocket-Key` for an h2 extended CONNECT going up as an HTTP/1.1 upgrade.
+fn new_websocket_key() -> HeaderValue {
+    let mut random = [0u8; 16];
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    if provider.secure_random.fill(&mut random).is_err() {
+        // Only a nonce of the handshake (RFC 6455 §10.3 is about masking, not this).
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        random = nanos.to_le_bytes();
+    }
+    upgrade::websocket_key(random)
 }
 
 /// 429 with `Retry-After` when the client's country or ASN request bucket is empty

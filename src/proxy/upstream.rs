@@ -15,8 +15,10 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 
 use super::error::ProxyError;
+use super::prefixed::Prefixed;
 use super::quick_ack::{AckRequest, QuickAck};
 use super::request_body::{BodyTooLarge, RequestBody};
 use crate::lb::PoolTimeouts;
@@ -26,10 +28,38 @@ const MAX_IDLE_PER_BACKEND: usize = 1024;
 
 type Sender = http1::SendRequest<RequestBody>;
 
-/// An upstream connection: its request sender and the way to ask its socket for an ACK.
+/// An upstream connection: its request sender, the way to ask its socket for an ACK, and
+/// where its socket is handed over if the backend switches protocols.
 struct Conn {
     sender: Sender,
     ack: Rc<AckRequest>,
+    handoff: Rc<Handoff>,
+}
+
+/// What hyper returns of a connection whose backend switched protocols (or that ended).
+type Ended = http1::Parts<TokioIo<QuickAck>>;
+
+/// Armed by a request that asks to upgrade: the connection's driver sends its socket here
+/// once hyper lets go of it.
+#[derive(Default)]
+struct Handoff {
+    armed: RefCell<Option<oneshot::Sender<Ended>>>,
+}
+
+/// The socket of a connection whose backend switched protocols, with the bytes hyper had
+/// read past the `101` put back in front.
+pub type Switched = Prefixed<QuickAck>;
+
+/// Resolves to the backend's socket once its `101` is in and hyper has let go of it.
+#[derive(Debug)]
+pub struct UpgradeWait(oneshot::Receiver<Ended>);
+
+impl UpgradeWait {
+    /// The switched socket, or `None` if the connection ended another way.
+    pub async fn switched(self) -> Option<Switched> {
+        let parts = self.0.await.ok()?;
+        Some(Prefixed::new(parts.read_buf, parts.io.into_inner()))
+    }
 }
 
 struct Idle {
@@ -56,6 +86,7 @@ pub struct PooledSender {
     pool: Rc<UpstreamPool>,
     backend: SocketAddr,
     conn: Conn,
+    upgrade: Option<UpgradeWait>,
 }
 
 impl PooledSender {
@@ -72,6 +103,12 @@ impl PooledSender {
                 since: Instant::now(),
             });
         }
+    }
+
+    /// The wait for the socket, when the request asked to upgrade (taken once; the
+    /// connection is never pooled again after a `101`).
+    pub fn take_upgrade(&mut self) -> Option<UpgradeWait> {
+        self.upgrade.take()
     }
 
     /// The response body has no more bytes yet: the socket ACKs what it has read now, so
@@ -131,6 +168,12 @@ impl UpstreamPool {
             if reused && conn.sender.ready().await.is_err() {
                 continue;
             }
+            // Only a request asking to upgrade still has `Upgrade` here (hop-by-hop otherwise).
+            let upgrade = req.headers().contains_key(http::header::UPGRADE).then(|| {
+                let (tx, rx) = oneshot::channel();
+                *conn.handoff.armed.borrow_mut() = Some(tx);
+                UpgradeWait(rx)
+            });
             let head = head_acked(conn.sender.try_send_request(req), &conn.ack);
             let sent = tokio::time::timeout(timeouts.response, head).await;
             match sent {
@@ -140,6 +183,7 @@ impl UpstreamPool {
                         pool: Rc::clone(self),
                         backend,
                         conn,
+                        upgrade,
                     };
                     return Ok((resp, pooled));
                 }
@@ -182,12 +226,27 @@ async fn connect(backend: SocketAddr, timeouts: &PoolTimeouts) -> Result<Conn, P
         .handshake(TokioIo::new(QuickAck::new(tcp, Rc::clone(&ack))))
         .await
         .map_err(ProxyError::Upstream)?;
+    // Run without shutdown: when an upgrade was asked for (`send` armed the hand-off) and
+    // the backend switched, the socket goes to the tunnel (`proxy::tunnel`); else it closes.
+    let handoff = Rc::new(Handoff::default());
+    let driver_handoff = Rc::clone(&handoff);
     tokio::task::spawn_local(async move {
-        if let Err(e) = driver.await {
-            tracing::debug!(error = %e, %backend, "upstream connection ended with an error");
+        match driver.without_shutdown().await {
+            Ok(parts) => {
+                if let Some(waiting) = driver_handoff.armed.borrow_mut().take() {
+                    let _ = waiting.send(parts);
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, %backend, "upstream connection ended with an error");
+            }
         }
     });
-    Ok(Conn { sender, ack })
+    Ok(Conn {
+        sender,
+        ack,
+        handoff,
+    })
 }
 
 /// First wait for a response head after which the socket ACKs what it has read of it;

@@ -32,6 +32,8 @@ pub struct RawPool {
     pub queue_timeout: Option<String>,
     /// Window over which a recovered backend's weight ramps up.
     pub slow_start: Option<String>,
+    /// Whether requests may upgrade (WebSocket, HTTP/1.1 `Upgrade`, h2 extended CONNECT).
+    pub allow_upgrade: Option<bool>,
     /// `[pools.NAME.health_check]`; absent means no active checks.
     pub health_check: Option<RawHealthCheck>,
     /// `[pools.NAME.outlier_detection]`; absent means no passive ejection.

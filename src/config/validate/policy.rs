@@ -9,7 +9,7 @@ use super::super::file::{RawHealthCheck, RawOutlierDetection, RawPool, RawStatus
 use super::Scope;
 use crate::lb::{
     Algorithm, ConnectionLimits, HashKey, HealthCheck, HealthProbe, OutlierDetection, PoolPolicy,
-    RetryPolicy, parse_hash_key,
+    RetryPolicy, Upgrades, parse_hash_key,
 };
 
 const RETRIES: u32 = 2;
@@ -67,6 +67,10 @@ pub(super) fn pool_policy(
         retry: retry?,
         limits: limits?,
         slow_start: slow_start?,
+        upgrades: match raw.allow_upgrade {
+            Some(false) => Upgrades::Refused,
+            _ => Upgrades::Allowed,
+        },
     })
 }
 
