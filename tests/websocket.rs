@@ -2,6 +2,8 @@
 //! listeners, and over h2 (RFC 8441 extended CONNECT); the tunnel's accounting, and what
 //! reloads, a backend's death, drain and `allow_upgrade = false` do to it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::net::SocketAddr;
@@ -76,7 +78,8 @@ async fn echo(tcp: TcpStream) {
                 // Read on until the client's close answers ours.
             }
             m @ (Message::Text(_) | Message::Binary(_)) => {
-                if ws.send(m).await.is_err() {
+                let sent = ws.send(m).await;
+                if sent.is_err() {
                     return;
                 }
             }
@@ -88,8 +91,9 @@ async fn echo(tcp: TcpStream) {
 /// Two listeners (TLS with a generated certificate, plain) to pool `ws`; `http` goes into
 /// both `[listeners.http]`, `pool_extra` into `[pools.ws]`. JSON access log on.
 fn config(backend: SocketAddr, pool_extra: &str, http: &str) -> String {
-    let log =
-        format!("access_log = true\naccess_log_path = \"{ACCESS_LOG_FILE}\"\nlog_format = \"json\"");
+    let log = format!(
+        "access_log = true\naccess_log_path = \"{ACCESS_LOG_FILE}\"\nlog_format = \"json\""
+    );
     server_toml(2).replace("access_log = false", &log)
         + &listener_toml("tls", "ws", Some(&[]), "", http)
         + &listener_toml("plain", "ws", None, "", http)
@@ -116,7 +120,9 @@ async fn plain_stream(levee: &Levee) -> TcpStream {
 /// Sends 1,000 text messages, then reads their 1,000 echoes; then a 1 MB binary message.
 async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>) {
     for i in 0..1000 {
-        ws.send(Message::text(format!("message {i}"))).await.unwrap();
+        ws.send(Message::text(format!("message {i}")))
+            .await
+            .unwrap();
     }
     for i in 0..1000 {
         let got = tokio::time::timeout(STEP, ws.next()).await.unwrap();
@@ -280,12 +286,11 @@ async fn websocket_over_h2_extended_connect_goes_up_as_an_http1_upgrade() {
         .await
         .unwrap();
     assert_eq!(info.alpn.as_deref(), Some(&b"h2"[..]));
-    let (mut sender, conn) = hyper::client::conn::http2::Builder::new(
-        hyper_util::rt::TokioExecutor::new(),
-    )
-    .handshake::<_, Empty<Bytes>>(TokioIo::new(tls))
-    .await
-    .unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .handshake::<_, Empty<Bytes>>(TokioIo::new(tls))
+            .await
+            .unwrap();
     tokio::spawn(conn);
     // An ordinary request first: the server's SETTINGS (with ENABLE_CONNECT_PROTOCOL) are
     // in once it is answered.

@@ -531,7 +531,8 @@ fn http_limits(s: &mut Scope<'_>, raw: &RawListener) -> Option<HttpLimits> {
     let send = raw.send_timeout.as_deref();
     let send_timeout = s.timeout("send_timeout", send, SEND_TIMEOUT);
     let upgrade_idle = raw.upgrade_idle_timeout.as_deref();
-    let upgrade_idle_timeout = s.timeout("upgrade_idle_timeout", upgrade_idle, UPGRADE_IDLE_TIMEOUT);
+    let upgrade_idle_timeout =
+        s.timeout("upgrade_idle_timeout", upgrade_idle, UPGRADE_IDLE_TIMEOUT);
     Some(HttpLimits {
         max_header_bytes: max_header_bytes?,
         max_body_bytes: max_body_bytes?,

@@ -1,6 +1,8 @@
 //! One downstream connection's HTTP serving, once the front (`runtime::front`) has let it in
-//! and finished its TLS handshake: hyper's HTTP/1.1 or h2 server (chosen by ALPN) with the
-//! listener's limits, the idle timeout, and the graceful wind-down on drain.
+//! and finished its TLS handshake: hyper's HTTP/1.1 or h2 server (chosen by ALPN, or on a
+//! plain listener by the first bytes: `sniff`) with the listener's limits, the idle timeout,
+//! the graceful wind-down on drain, and the hand-over of an upgraded HTTP/1 connection to
+//! its tunnel (`proxy::tunnel`).
 //!
 //! **Parking idle HTTP/1 connections.** hyper keeps an HTTP/1 connection's read buffer
 //! (8 KiB), write buffer (8 KiB) and parser state for as long as the connection lives,
@@ -105,7 +107,7 @@ where
 /// the connection closes (HTTP/1 after its response, h2 by GOAWAY). Closed at once when a
 /// connection sends neither an h2 preface nor a request within `header_timeout` (HTTP/1
 /// over TLS has hyper's own deadline for that), or when a write to it makes no progress for
-/// `send_timeout` (counted): see `watch`. HTTP/1 over TLS parks between requests (see the
+/// `send_timeout` (counted): see `watch`. HTTP/1 (plain or TLS) parks between requests (see the
 /// module docs).
 pub fn serve<I: ClientStream>(
     io: I,
@@ -276,7 +278,7 @@ async fn drive<C: Graceful>(
     }
 }
 
-/// HTTP/1.1 over TLS, parked between requests (module docs): one hyper connection per
+/// HTTP/1.1 (plain or over TLS), parked between requests (module docs): one hyper connection per
 /// busy spell, the stream and its context kept across them. While parked, this future
 /// holds only the stream: each busy spell is boxed, and freed when it ends.
 async fn serve_http1<I: ClientStream>(
@@ -297,7 +299,8 @@ async fn serve_http1<I: ClientStream>(
             Spell::Parking(io, leftover) => (io, leftover),
             Spell::Switched(io, leftover, tunnel) => {
                 let client = Prefixed::new(leftover, io);
-                let tunnel = Box::pin(tunnel.run(client, watch::stalled(watch, limits.send_timeout)));
+                let tunnel =
+                    Box::pin((*tunnel).run(client, watch::stalled(watch, limits.send_timeout)));
                 return tunnel.await;
             }
         };
@@ -336,7 +339,7 @@ enum Spell<I> {
     Parking(Box<Watched<I>>, Bytes),
     /// The backend switched protocols: the stream (with any bytes hyper read past the
     /// request) goes to the tunnel.
-    Switched(Box<Watched<I>>, Bytes, Tunnel<RequestRecord>),
+    Switched(Box<Watched<I>>, Bytes, Box<Tunnel<RequestRecord>>),
 }
 
 /// One hyper connection on the stream, from `leftover` on, until it ends or parks.
@@ -380,7 +383,7 @@ async fn busy_spell<I: ClientStream>(
     let parts = conn.into_parts();
     let (rest, io) = parts.io.into_inner().into_parts();
     if let Some(tunnel) = tunnel {
-        return Spell::Switched(io, joined(parts.read_buf, rest), tunnel);
+        return Spell::Switched(io, joined(parts.read_buf, rest), Box::new(tunnel));
     }
     if parking && !drain.is_cancelled() {
         Spell::Parking(io, joined(parts.read_buf, rest))

@@ -219,7 +219,15 @@ pub async fn handle(
     let answered = with_retries(first, &mut retries, &conn, pool, &mut record).await;
     Ok(match (answered, &asked) {
         (Ok((resp, pooled)), Some(asked)) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
-            switched(resp, pooled, record, asked, client_upgrade, &conn, &snapshot)
+            switched(
+                resp,
+                pooled,
+                record,
+                asked,
+                client_upgrade,
+                &conn,
+                &snapshot,
+            )
         }
         (Ok((resp, _)), Some(Requested::ExtendedConnect(_))) if resp.status().is_success() => {
             // A 2xx would tell an h2 client its tunnel is open: the backend did not switch.
@@ -488,7 +496,11 @@ fn switched(
                     None => return tunnel.abandon(),
                 };
                 match client {
-                    Ok(stream) => tunnel.run(TokioIo::new(stream), std::future::pending()).await,
+                    Ok(stream) => {
+                        tunnel
+                            .run(TokioIo::new(stream), std::future::pending())
+                            .await
+                    }
                     Err(e) => {
                         tracing::debug!(error = %e, "the client's h2 stream did not switch");
                         tunnel.abandon();

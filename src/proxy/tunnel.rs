@@ -203,6 +203,9 @@ mod tests {
         tokio::time::advance(Duration::from_secs(30)).await;
         activity.last.set(Instant::now());
         activity.idle_for(timeout).await;
-        assert!(started.elapsed() >= Duration::from_secs(90), "not from the start");
+        assert!(
+            started.elapsed() >= Duration::from_secs(90),
+            "not from the start"
+        );
     }
 }

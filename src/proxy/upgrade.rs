@@ -78,7 +78,9 @@ pub fn restore_request(
     headers.insert(header::UPGRADE, requested.protocol().clone());
     if let Requested::ExtendedConnect(protocol) = requested {
         parts.method = Method::GET;
-        if protocol.as_bytes().eq_ignore_ascii_case(WEBSOCKET.as_bytes())
+        if protocol
+            .as_bytes()
+            .eq_ignore_ascii_case(WEBSOCKET.as_bytes())
             && !headers.contains_key(&SEC_WEBSOCKET_KEY)
         {
             headers.insert(SEC_WEBSOCKET_KEY.clone(), key());
@@ -144,7 +146,10 @@ mod tests {
 
     #[test]
     fn an_http1_upgrade_needs_both_headers() {
-        let both = h1(&[("connection", "keep-alive, Upgrade"), ("upgrade", "websocket")]);
+        let both = h1(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+        ]);
         assert_eq!(
             requested(&both),
             Some(Requested::Http1(HeaderValue::from_static("websocket")))
@@ -164,7 +169,10 @@ mod tests {
         req.extensions_mut()
             .insert(hyper::ext::Protocol::from_static("websocket"));
         let r = requested(&req).unwrap();
-        assert_eq!(r, Requested::ExtendedConnect(HeaderValue::from_static("websocket")));
+        assert_eq!(
+            r,
+            Requested::ExtendedConnect(HeaderValue::from_static("websocket"))
+        );
         let (mut parts, ()) = req.into_parts();
         restore_request(&mut parts, &r, || HeaderValue::from_static("k"));
         assert_eq!(parts.method, Method::GET);
