@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::client::{TlsOpts, client_config_insecure, tls_connect};
+use common::client::{Conn, Proto, TlsOpts, client_config_insecure, tls_connect};
 use common::{ACCESS_LOG_FILE, Levee, listener_toml, pool_toml, server_toml, start_levee};
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::Empty;
@@ -192,8 +192,41 @@ async fn websockets_echo_through_tls_and_plain_listeners_and_count_as_one_reques
 async fn a_reload_leaves_an_open_websocket_alone_and_a_dead_backend_ends_it_cleanly() {
     let backend = EchoServer::start().await;
     let other = common::backend::Backend::start("other");
-    let toml = config(backend.addr, "", "");
+    // Ordinary requests to another pool go on beside the WebSocket throughout.
+    let toml = config(backend.addr, "", "").replace(
+        "name = \"plain\"\nlisten = \"127.0.0.1:0\"\ndefault_pool = \"ws\"\n",
+        "name = \"plain\"\nlisten = \"127.0.0.1:0\"\ndefault_pool = \"ws\"\n\
+         [[listeners.routes]]\npath_prefix = \"/http/\"\npool = \"other\"\n",
+    ) + &pool_toml("other", &[other.addr], "");
+    assert!(toml.contains("/http/"), "{toml}");
     let levee = start_levee(&toml);
+    let plain = levee.addr("plain");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = Arc::clone(&stop);
+    let others = tokio::spawn(async move {
+        let (mut ok, mut failed) = (0u32, Vec::new());
+        let mut conn = Conn::plain(plain, Proto::H1).await;
+        // Bounded: at most 2,000 requests, and stopped when the test is done.
+        for i in 0..2000 {
+            if stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
+            match conn
+                .try_send(
+                    conn.request("GET", &format!("/http/{i}"))
+                        .body(common::body::empty())
+                        .unwrap(),
+                )
+                .await
+            {
+                Ok(r) if r.status == 200 => ok += 1,
+                Ok(r) => failed.push(format!("{i}: {}", r.status)),
+                Err(e) => failed.push(format!("{i}: {e}")),
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        (ok, failed)
+    });
     let (mut ws, _) = client_async("wss://localhost/chat", tls_stream(&levee).await)
         .await
         .unwrap();
@@ -201,7 +234,8 @@ async fn a_reload_leaves_an_open_websocket_alone_and_a_dead_backend_ends_it_clea
     assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("before"));
 
     // A reload that changes the pools: the open WebSocket goes on.
-    let reloaded = toml.clone() + &pool_toml("other", &[other.addr], "");
+    let third = common::backend::Backend::start("third");
+    let reloaded = toml.clone() + &pool_toml("third", &[third.addr], "");
     let report = levee.reload_with(&reloaded);
     assert!(report.ok, "{report:?}");
     ws.send(Message::text("after reload")).await.unwrap();
@@ -218,6 +252,11 @@ async fn a_reload_leaves_an_open_websocket_alone_and_a_dead_backend_ends_it_clea
     ws.send(Message::text("again")).await.unwrap();
     let got = tokio::time::timeout(STEP, ws.next()).await.unwrap();
     assert_eq!(got.unwrap().unwrap(), Message::text("again"));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = others.await.unwrap();
+    assert!(failed.is_empty(), "other requests failed: {failed:?}");
+    assert!(ok >= 5, "other requests ran beside the WebSocket: {ok}");
 }
 
 #[tokio::test]
