@@ -52,7 +52,21 @@ pub fn requested<B>(req: &Request<B>) -> Option<Requested> {
         return None;
     }
     let upgrade = req.headers().get(header::UPGRADE)?;
+    if is_h2c(upgrade) {
+        return None;
+    }
     connection_has_upgrade(req.headers()).then(|| Requested::Http1(upgrade.clone()))
+}
+
+/// Whether `Upgrade` offers h2c (RFC 7540 §3.2, as `curl --http2` sends on `http://`): not
+/// forwarded, as nginx and HAProxy do not. Its `HTTP2-Settings` is hop-by-hop and would not
+/// reach the backend, and levee speaks h2 to clients itself (prior knowledge or ALPN); the
+/// request is served as the HTTP/1.1 request it also is.
+fn is_h2c(upgrade: &HeaderValue) -> bool {
+    upgrade
+        .as_bytes()
+        .split(|&b| b == b',')
+        .any(|p| p.trim_ascii().eq_ignore_ascii_case(b"h2c"))
 }
 
 /// Whether a `Connection` header lists the `upgrade` token.
@@ -157,6 +171,8 @@ mod tests {
         assert_eq!(requested(&h1(&[("upgrade", "websocket")])), None);
         assert_eq!(requested(&h1(&[("connection", "upgrade")])), None);
         assert_eq!(requested(&h1(&[])), None);
+        let h2c = h1(&[("connection", "Upgrade, HTTP2-Settings"), ("upgrade", "h2c")]);
+        assert_eq!(requested(&h2c), None, "h2c upgrades are not forwarded");
         let mut h10 = both;
         *h10.version_mut() = http::Version::HTTP_10;
         assert_eq!(requested(&h10), None, "HTTP/1.0 has no Upgrade");
