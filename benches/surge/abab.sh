@@ -34,6 +34,9 @@ done
 command -v jq >/dev/null || { echo "abab.sh: jq is needed" >&2; exit 1; }
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+me=abab.sh
+# shellcheck source=../lib.sh
+source "$root/benches/lib.sh"
 if [ -z "${LEVEE_BIN:-}" ]; then
   (cd "$root" && cargo build --release)
   LEVEE_BIN="$root/target/release/levee"
@@ -47,25 +50,8 @@ admin="127.0.0.1:$((PORT_BASE + 2))"
 backend="127.0.0.1:$((PORT_BASE + 3))"
 
 backends_pid="" levee_pid=""
-stop_pid() { # PID: SIGTERM, up to 10 s, then SIGKILL
-  local pid="$1"
-  [ -n "$pid" ] || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
 cleanup() { stop_pid "$levee_pid"; stop_pid "$backends_pid"; rm -rf "$work"; }
 trap cleanup EXIT
-wait_port() { # ADDR PID
-  for _ in $(seq 200); do
-    kill -0 "$2" 2>/dev/null || { echo "abab.sh: process $2 exited early" >&2; return 1; }
-    if (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "abab.sh: nothing listens on $1" >&2
-  return 1
-}
 
 taskset -c "$TOOL_CPU" "$LEVEE_BIN" bench backends --listen "$backend" --max-time 1h \
   >"$work/backends.log" 2>&1 &

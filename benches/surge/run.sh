@@ -125,6 +125,9 @@ command -v jq >/dev/null || { echo "run.sh: jq is needed for the summary" >&2; e
 command -v taskset >/dev/null || { echo "run.sh: taskset is needed (util-linux)" >&2; exit 1; }
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+me=run.sh
+# shellcheck source=../lib.sh
+source "$root/benches/lib.sh"
 if [ -z "${LEVEE_BIN:-}" ]; then
   (cd "$root" && cargo build --release)
   LEVEE_BIN="$root/target/release/levee"
@@ -149,14 +152,6 @@ control_pid=""
 baseline_target=""
 # The server under test of the current run (its PID is levee_pid): levee or haproxy.
 server=levee
-stop_pid() { # PID: SIGTERM, up to 10 s to exit, then SIGKILL
-  local pid="$1"
-  [ -n "$pid" ] || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
 cleanup() {
   stop_pid "$surge_pid"
   stop_pid "$levee_pid"
@@ -167,16 +162,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_port() { # ADDR PID: until ADDR accepts (10 s at most) while PID lives
-  local host="${1%:*}" port="${1##*:}"
-  for _ in $(seq 200); do
-    kill -0 "$2" 2>/dev/null || { echo "run.sh: process $2 exited early" >&2; return 1; }
-    if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "run.sh: nothing listens on $1 after 10 s" >&2
-  return 1
-}
 
 backend_args=()
 for b in "${backends[@]}"; do backend_args+=(--listen "$b"); done
