@@ -171,7 +171,10 @@ mod tests {
         assert_eq!(requested(&h1(&[("upgrade", "websocket")])), None);
         assert_eq!(requested(&h1(&[("connection", "upgrade")])), None);
         assert_eq!(requested(&h1(&[])), None);
-        let h2c = h1(&[("connection", "Upgrade, HTTP2-Settings"), ("upgrade", "h2c")]);
+        let h2c = h1(&[
+            ("connection", "Upgrade, HTTP2-Settings"),
+            ("upgrade", "h2c"),
+        ]);
         assert_eq!(requested(&h2c), None, "h2c upgrades are not forwarded");
         let mut h10 = both;
         *h10.version_mut() = http::Version::HTTP_10;
